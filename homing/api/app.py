@@ -1,0 +1,177 @@
+"""The ASGI application: routes, error mapping, and a lifespan that owns every resource.
+
+The lifespan opens storage, seeds the configured accounts, starts the HTTP sender and the
+delivery engine, and tears them down in reverse order. Tests build a fresh app with their own
+storage, clock and resolver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from homing.api import dlq, keys, logs, messages, publish, queues, url_groups
+from homing.api.context import Services
+from homing.api.errors import EXCEPTION_HANDLERS
+from homing.api.http import JSON
+from homing.api.openapi import openapi_document
+from homing.clock import Clock, SystemClock
+from homing.config import Settings
+from homing.delivery.engine import DeliveryEngine, EngineSettings
+from homing.delivery.outcome import Policy
+from homing.delivery.sender import Sender
+from homing.destinations import DestinationPolicy, ResolveFunc
+from homing.models import SigningKeys
+from homing.storage import open_storage
+from homing.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+# Paths whose tail is a destination: a trailing slash there is part of the destination URL.
+_DESTINATION_PREFIXES = ("/v2/publish/", "/v2/enqueue/", "/v2/schedules/")
+
+
+class TrailingSlash:
+    """`/v2/queues/` means `/v2/queues` (spec 1.1), except inside a destination."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if len(path) > 4 and path.endswith("/") and path.startswith("/v2/"):
+                is_destination = path.startswith(_DESTINATION_PREFIXES) and not (
+                    path.startswith("/v2/schedules/") and scope["method"] != "POST"
+                )
+                if not is_destination or path.count("/") <= 3:
+                    scope = dict(scope, path=path[:-1])
+        await self.app(scope, receive, send)
+
+
+async def healthz(request: Request) -> Response:
+    return JSON({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    svc: Services = request.state.services
+    try:
+        await svc.storage.ping()
+    except Exception as exc:
+        return JSON({"status": "unavailable", "error": str(exc)}, status_code=503)
+    return JSON({"status": "ready"})
+
+
+async def openapi(request: Request) -> Response:
+    return JSON(openapi_document())
+
+
+ROUTES = [
+    Route("/v2/publish/{rest:path}", publish.publish, methods=["POST"]),
+    Route("/v2/enqueue/{rest:path}", publish.enqueue, methods=["POST"]),
+    Route("/v2/batch", publish.batch, methods=["POST"]),
+    Route("/v2/messages/{message_id}", messages.get_message, methods=["GET"]),
+    Route("/v2/messages/{message_id}", messages.cancel_message, methods=["DELETE"]),
+    Route("/v2/messages", messages.cancel_many, methods=["DELETE"]),
+    Route("/v2/dlq", dlq.list_dlq, methods=["GET"]),
+    Route("/v2/dlq", dlq.delete_many, methods=["DELETE"]),
+    Route("/v2/dlq/retry", dlq.retry_many, methods=["POST"]),
+    Route("/v2/dlq/retry/{dlq_id}", dlq.retry_one, methods=["POST"]),
+    Route("/v2/dlq/{dlq_id}", dlq.get_dlq, methods=["GET"]),
+    Route("/v2/dlq/{dlq_id}", dlq.delete_dlq, methods=["DELETE"]),
+    Route("/v2/events", logs.events, methods=["GET"]),
+    Route("/v2/logs", logs.logs, methods=["GET"]),
+    Route("/v2/keys", keys.get_keys, methods=["GET"]),
+    Route("/v2/keys/rotate", keys.rotate_keys, methods=["POST"]),
+    Route("/v2/queues", queues.upsert, methods=["POST"]),
+    Route("/v2/queues", queues.list_queues, methods=["GET"]),
+    Route("/v2/queues/{queue}", queues.get_queue, methods=["GET"]),
+    Route("/v2/queues/{queue}", queues.delete_queue, methods=["DELETE"]),
+    Route("/v2/queues/{queue}/pause", queues.pause, methods=["POST"]),
+    Route("/v2/queues/{queue}/resume", queues.resume, methods=["POST"]),
+    Route("/v2/topics", url_groups.list_groups, methods=["GET"]),
+    Route("/v2/topics/{group}", url_groups.get_group, methods=["GET"]),
+    Route("/v2/topics/{group}", url_groups.delete_group, methods=["DELETE"]),
+    Route("/v2/topics/{group}/endpoints", url_groups.upsert_endpoints, methods=["POST"]),
+    Route("/v2/topics/{group}/endpoints", url_groups.remove_endpoints, methods=["DELETE"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]
+
+
+async def seed_accounts(storage: Storage, settings: Settings, now_ms: int) -> None:
+    for seed in settings.accounts:
+        await storage.ensure_account(
+            seed.account_id,
+            now_ms=now_ms,
+            keys=SigningKeys(seed.current_key, seed.next_key),
+            token=seed.token,
+            reset_keys=seed.reset_keys,
+        )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    storage: Storage | None = None,
+    clock: Clock | None = None,
+    resolve: ResolveFunc | None = None,
+) -> Starlette:
+    clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        store = storage or open_storage(
+            settings.store_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        await store.open()
+        sender = Sender(
+            allow_private=settings.allow_private_destinations,
+            max_timeout_s=settings.limits.max_timeout_s,
+            resolve=resolve,
+        )
+        engine = DeliveryEngine(
+            store,
+            sender,
+            clock,
+            settings=EngineSettings(
+                concurrency=settings.concurrency,
+                shutdown_timeout_s=settings.shutdown_timeout_s,
+                retention_ms=settings.retention_ms,
+                dlq_retention_ms=settings.dlq_retention_ms,
+                policy=Policy(
+                    backoff_scale=settings.backoff_scale, max_callback_body=settings.max_body_size
+                ),
+            ),
+        )
+        try:
+            await seed_accounts(store, settings, clock.now_ms())
+            await sender.start()
+            await engine.recover()
+            await engine.start()
+            services = Services(
+                settings=settings,
+                storage=store,
+                engine=engine,
+                clock=clock,
+                policy=DestinationPolicy(allow_private=settings.allow_private_destinations),
+            )
+            app.state.services = services
+            yield {"services": services}
+        finally:
+            await engine.stop()
+            await sender.close()
+            await store.close()
+
+    app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    app.add_middleware(TrailingSlash)
+    return app

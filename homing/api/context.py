@@ -1,0 +1,68 @@
+"""What every request handler needs, created once by the app's lifespan (no module globals)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from homing.clock import Clock
+from homing.config import Settings
+from homing.delivery.engine import DeliveryEngine
+from homing.destinations import DestinationPolicy
+from homing.errors import ReadOnlyToken, Unauthorized
+from homing.models import Principal
+from homing.storage.base import Storage
+
+# How long a token lookup is reused: the publish path should not pay a store round trip for
+# every request, and a revoked token stops working within this time on every node.
+TOKEN_CACHE_SECONDS = 1.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    storage: Storage
+    engine: DeliveryEngine
+    clock: Clock
+    policy: DestinationPolicy
+    _tokens: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
+
+    async def principal(self, request: Request, *, write: bool) -> Principal:
+        """Who is calling, from `Authorization: Bearer` or `?qstash_token=` (spec 1.2)."""
+        token = ""
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            token = auth[7:].strip()
+        if not token:
+            token = request.query_params.get("qstash_token", "")
+        if not token:
+            raise Unauthorized()
+        now = time.monotonic()
+        cached = self._tokens.get(token)
+        if cached is not None and now - cached[0] < TOKEN_CACHE_SECONDS:
+            principal = cached[1]
+        else:
+            principal = await self.storage.authenticate(token)
+            if len(self._tokens) > 10_000:
+                self._tokens.clear()
+            self._tokens[token] = (now, principal)
+        if principal is None:
+            raise Unauthorized("Unauthorized: unknown token")
+        if write and principal.read_only:
+            raise ReadOnlyToken()
+        return principal
+
+
+def services(request: Request) -> Services:
+    found: Services = request.state.services
+    return found
+
+
+async def account(request: Request, *, write: bool | None = None) -> tuple[Services, str]:
+    """The services and the calling account; any method but GET needs a read-write token."""
+    svc = services(request)
+    is_write = request.method != "GET" if write is None else write
+    principal = await svc.principal(request, write=is_write)
+    return svc, principal.account_id

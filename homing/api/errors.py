@@ -1,0 +1,40 @@
+"""The one place where errors become HTTP responses (`{"error": "..."}`, spec 1.4)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from homing.api.http import JSON
+from homing.errors import HomingError
+
+log = logging.getLogger(__name__)
+
+
+async def homing_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HomingError)
+    if exc.status_code >= 500:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return JSON({"error": exc.message}, status_code=exc.status_code)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {404: "not found", 405: "method not allowed"}
+    text = messages.get(exc.status_code, str(exc.detail))
+    return JSON({"error": f"{text}: {request.method} {request.url.path}"}, exc.status_code)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error in %s %s", request.method, request.url.path)
+    return JSON({"error": "internal error"}, status_code=500)
+
+
+EXCEPTION_HANDLERS = {
+    HomingError: homing_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

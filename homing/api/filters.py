@@ -1,0 +1,127 @@
+"""Query parameters -> `MessageFilter` (spec 1.7), shared by logs, DLQ and bulk cancel.
+
+Repeated keys and comma-separated values are both accepted; values of one field are OR-ed.
+URL values are split on commas only when every part is itself an absolute URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.datastructures import QueryParams
+
+from homing.errors import InvalidRequest
+from homing.models import LogState, MessageFilter
+
+# query name -> MessageFilter field
+FIELDS = {
+    "messageId": "message_ids",
+    "messageIds": "message_ids",
+    "dlqIds": "dlq_ids",
+    "url": "urls",
+    "host": "hosts",
+    "path": "paths",
+    "topicName": "topic_names",
+    "queueName": "queue_names",
+    "scheduleId": "schedule_ids",
+    "label": "labels",
+    "flowControlKey": "flow_control_keys",
+    "callerIp": "caller_ips",
+    "callerIP": "caller_ips",
+    "responseStatus": "response_statuses",
+    "state": "states",
+}
+PAGING = frozenset({"cursor", "count", "order"})
+LEGACY = frozenset({"api", "trimBody", "groupBy", "qstash_token"})
+_IN_PROGRESS = (LogState.ACTIVE, LogState.RETRY, LogState.ERROR)
+
+
+def _values(params: QueryParams, key: str) -> list[str]:
+    out: list[str] = []
+    raw = params.getlist(key)
+    for value in raw:
+        parts = [p.strip() for p in value.split(",")]
+        if key == "url" and not all(p.lower().startswith(("http://", "https://")) for p in parts):
+            parts = [value]
+        out.extend(p for p in parts if p)
+    return out
+
+
+def _ms(params: QueryParams, key: str) -> int | None:
+    value = params.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        raise InvalidRequest(f"{key} must be a Unix time in milliseconds, got {value!r}") from None
+
+
+def states(values: Iterable[str]) -> tuple[LogState, ...]:
+    """CANCELLED is accepted for CANCELED; IN_PROGRESS means ACTIVE, RETRY or ERROR."""
+    out: list[LogState] = []
+    for raw in values:
+        value = raw.strip().upper()
+        if value == "IN_PROGRESS":
+            out.extend(_IN_PROGRESS)
+        elif value == "CANCELLED":
+            out.append(LogState.CANCELED)
+        else:
+            try:
+                out.append(LogState(value))
+            except ValueError:
+                raise InvalidRequest(f"unknown state {raw!r}") from None
+    return tuple(out)
+
+
+def parse_filter(
+    params: QueryParams, *, allowed: Iterable[str], strict: bool, extra: Iterable[str] = ()
+) -> MessageFilter:
+    """Read the filter fields in `allowed`. With `strict`, any other parameter (except paging,
+    legacy names and `extra`) is a 400, as the DLQ bulk endpoints require (spec 12.4)."""
+    allowed = set(allowed)
+    known = allowed | PAGING | LEGACY | {"fromDate", "toDate"} | set(extra)
+    if strict:
+        for key in params:
+            if key not in known:
+                raise InvalidRequest(f"unknown query parameter {key!r}")
+    fields: dict[str, list[str]] = {}
+    for key in allowed:
+        if key in params:
+            fields.setdefault(FIELDS[key], []).extend(_values(params, key))
+    statuses: list[int] = []
+    for value in fields.pop("response_statuses", []):
+        if not value.isdigit():
+            raise InvalidRequest(f"responseStatus must be an integer, got {value!r}")
+        statuses.append(int(value))
+    return MessageFilter(
+        message_ids=tuple(fields.get("message_ids", ())),
+        dlq_ids=tuple(fields.get("dlq_ids", ())),
+        urls=tuple(fields.get("urls", ())),
+        hosts=tuple(fields.get("hosts", ())),
+        paths=tuple(fields.get("paths", ())),
+        topic_names=tuple(fields.get("topic_names", ())),
+        queue_names=tuple(fields.get("queue_names", ())),
+        schedule_ids=tuple(fields.get("schedule_ids", ())),
+        labels=tuple(fields.get("labels", ())),
+        flow_control_keys=tuple(fields.get("flow_control_keys", ())),
+        caller_ips=tuple(fields.get("caller_ips", ())),
+        response_statuses=tuple(statuses),
+        states=states(fields.get("states", ())),
+        from_ms=_ms(params, "fromDate"),
+        to_ms=_ms(params, "toDate"),
+    )
+
+
+def count(params: QueryParams, *, default: int | None, maximum: int) -> int | None:
+    """`count`, clamped to `maximum` (spec 1.8)."""
+    value = params.get("count")
+    if value is None or value == "":
+        return default
+    if not value.isdigit():
+        raise InvalidRequest(f"count must be a positive integer, got {value!r}")
+    return max(1, min(int(value), maximum))
+
+
+def is_empty(f: MessageFilter) -> bool:
+    return f == MessageFilter()

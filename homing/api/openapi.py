@@ -1,0 +1,406 @@
+"""The OpenAPI 3.1 document served at `/openapi.json`, describing Homing's API as it behaves."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from homing import __version__
+
+_HEADERS = {
+    "type": "object",
+    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+}
+_ERROR = {
+    "description": "Error",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            }
+        }
+    },
+}
+_PUBLISH_ITEM = {
+    "type": "object",
+    "required": ["messageId"],
+    "properties": {
+        "messageId": {"type": "string"},
+        "url": {"type": "string"},
+        "deduplicated": {"type": "boolean"},
+    },
+}
+_MESSAGE = {
+    "type": "object",
+    "required": ["messageId", "url", "method", "maxRetries", "notBefore", "createdAt"],
+    "properties": {
+        "messageId": {"type": "string"},
+        "url": {"type": "string"},
+        "method": {"type": "string"},
+        "header": _HEADERS,
+        "body": {"type": "string"},
+        "bodyBase64": {"type": "string"},
+        "maxRetries": {"type": "integer"},
+        "notBefore": {"type": "integer"},
+        "createdAt": {"type": "integer"},
+        "topicName": {"type": "string"},
+        "endpointName": {"type": "string"},
+        "queueName": {"type": "string"},
+        "scheduleId": {"type": "string"},
+        "callback": {"type": "string"},
+        "failureCallback": {"type": "string"},
+        "retryDelayExpression": {"type": "string"},
+        "callerIP": {"type": "string"},
+        "label": {"type": "string"},
+        "labels": {"type": "array", "items": {"type": "string"}},
+        "flowControlKey": {"type": "string"},
+        "parallelism": {"type": "integer"},
+        "rate": {"type": "integer"},
+        "period": {"type": "integer"},
+    },
+}
+_DLQ_MESSAGE = {
+    "allOf": [
+        _MESSAGE,
+        {
+            "type": "object",
+            "required": ["dlqId", "responseStatus"],
+            "properties": {
+                "dlqId": {"type": "string"},
+                "responseStatus": {"type": "integer"},
+                "responseHeader": _HEADERS,
+                "responseBody": {"type": "string"},
+                "responseBodyBase64": {"type": "string"},
+            },
+        },
+    ]
+}
+_LOG = {
+    "type": "object",
+    "required": ["time", "messageId", "state", "url"],
+    "properties": {
+        "time": {"type": "integer"},
+        "messageId": {"type": "string"},
+        "state": {
+            "type": "string",
+            "enum": [
+                "CREATED",
+                "ACTIVE",
+                "RETRY",
+                "ERROR",
+                "DELIVERED",
+                "FAILED",
+                "CANCEL_REQUESTED",
+                "CANCELED",
+            ],  # fmt: skip
+        },
+        "url": {"type": "string"},
+        "error": {"type": "string"},
+        "nextDeliveryTime": {"type": "integer"},
+        "responseStatus": {"type": "integer"},
+    },
+}
+_QUEUE = {
+    "type": "object",
+    "required": ["name", "parallelism", "createdAt", "updatedAt", "lag", "paused"],
+    "properties": {
+        "name": {"type": "string"},
+        "parallelism": {"type": "integer"},
+        "createdAt": {"type": "integer"},
+        "updatedAt": {"type": "integer"},
+        "lag": {"type": "integer"},
+        "paused": {"type": "boolean"},
+    },
+}
+_GROUP = {
+    "type": "object",
+    "required": ["name", "createdAt", "updatedAt", "endpoints"],
+    "properties": {
+        "name": {"type": "string"},
+        "createdAt": {"type": "integer"},
+        "updatedAt": {"type": "integer"},
+        "endpoints": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["url"],
+                "properties": {"url": {"type": "string"}, "name": {"type": "string"}},
+            },
+        },
+    },
+}
+_KEYS = {
+    "type": "object",
+    "required": ["current", "next"],
+    "properties": {"current": {"type": "string"}, "next": {"type": "string"}},
+}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    base = {"400": _ERROR, "401": _ERROR}
+    return {"summary": summary, "responses": {**responses, **base}, **extra}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _query(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema or {"type": "string"}}
+
+
+_PAGING = [_query("cursor"), _query("count", {"type": "integer", "minimum": 1})]
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    cursor_obj = {"cursor": {"type": "string"}}
+    paths: dict[str, Any] = {
+        "/v2/publish/{destination}": {
+            "post": _op(
+                "Publish a message to a URL or URL group",
+                {
+                    "201": _json(
+                        {"oneOf": [_PUBLISH_ITEM, {"type": "array", "items": _PUBLISH_ITEM}]}
+                    ),
+                    "202": _json(
+                        {"oneOf": [_PUBLISH_ITEM, {"type": "array", "items": _PUBLISH_ITEM}]}
+                    ),
+                    "404": _ERROR,
+                    "413": _ERROR,
+                },
+                parameters=[_path_param("destination")],
+                requestBody={"content": {"*/*": {"schema": {"type": "string"}}}},
+            )
+        },
+        "/v2/enqueue/{queueName}/{destination}": {
+            "post": _op(
+                "Enqueue a message into a queue",
+                {"201": _json(_PUBLISH_ITEM), "202": _json(_PUBLISH_ITEM), "404": _ERROR},
+                parameters=[_path_param("queueName"), _path_param("destination")],
+            )
+        },
+        "/v2/batch": {
+            "post": _op(
+                "Publish several messages",
+                {"201": _json({"type": "array"}), "202": _json({"type": "array"}), "404": _ERROR},
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["destination"],
+                                    "properties": {
+                                        "destination": {"type": "string"},
+                                        "headers": {"type": "object"},
+                                        "body": {"type": ["string", "null"]},
+                                        "queue": {"type": ["string", "null"]},
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+            )
+        },
+        "/v2/messages/{messageId}": {
+            "get": _op(
+                "Get a message",
+                {"200": _json(_MESSAGE), "404": _ERROR},
+                parameters=[_path_param("messageId")],
+            ),
+            "delete": _op(
+                "Cancel a message",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"cancelled": {"type": "integer"}}}
+                    ),
+                    "404": _ERROR,
+                },
+                parameters=[_path_param("messageId")],
+            ),
+        },
+        "/v2/messages": {
+            "delete": _op(
+                "Cancel many messages",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["cancelled"],
+                            "properties": {"cancelled": {"type": "integer"}},
+                        }
+                    )
+                },
+            ),
+        },
+        "/v2/dlq": {
+            "get": _op(
+                "List the dead-letter queue",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["messages"],
+                            "properties": {
+                                "messages": {"type": "array", "items": _DLQ_MESSAGE},
+                                **cursor_obj,
+                            },
+                        }
+                    )
+                },
+                parameters=_PAGING,
+            ),
+            "delete": _op(
+                "Delete many DLQ entries",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["deleted"],
+                            "properties": {"deleted": {"type": "integer"}, **cursor_obj},
+                        }
+                    )
+                },
+            ),
+        },
+        "/v2/dlq/{dlqId}": {
+            "get": _op(
+                "Get a DLQ entry",
+                {"200": _json(_DLQ_MESSAGE), "404": _ERROR},
+                parameters=[_path_param("dlqId")],
+            ),
+            "delete": _op(
+                "Delete a DLQ entry",
+                {"200": _json({"type": "object"}), "404": _ERROR},
+                parameters=[_path_param("dlqId")],
+            ),
+        },
+        "/v2/dlq/retry": {
+            "post": _op(
+                "Retry DLQ entries",
+                {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "required": ["responses"],
+                            "properties": {"responses": {"type": "array"}, **cursor_obj},
+                        }
+                    )
+                },
+            ),
+        },
+        "/v2/dlq/retry/{dlqId}": {
+            "post": _op(
+                "Retry one DLQ entry",
+                {"201": _json(_PUBLISH_ITEM), "404": _ERROR},
+                parameters=[_path_param("dlqId")],
+            ),
+        },
+        "/v2/events": {
+            "get": _op(
+                "List log entries",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["events"],
+                            "properties": {
+                                "events": {"type": "array", "items": _LOG},
+                                **cursor_obj,
+                            },
+                        }
+                    )
+                },
+                parameters=_PAGING,
+            ),
+        },
+        "/v2/logs": {
+            "get": _op(
+                "List log entries",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["logs", "events"],
+                            "properties": {
+                                "logs": {"type": "array", "items": _LOG},
+                                "events": {"type": "array", "items": _LOG},
+                                **cursor_obj,
+                            },
+                        }
+                    )
+                },
+                parameters=_PAGING,
+            ),
+        },
+        "/v2/keys": {"get": _op("Get the signing keys", {"200": _json(_KEYS)})},
+        "/v2/keys/rotate": {"post": _op("Rotate the signing keys", {"200": _json(_KEYS)})},
+        "/v2/queues": {
+            "get": _op("List queues", {"200": _json({"type": "array", "items": _QUEUE})}),
+            "post": _op(
+                "Create or update a queue", {"200": _json({"type": "object"}), "412": _ERROR}
+            ),
+        },
+        "/v2/queues/{queueName}": {
+            "get": _op(
+                "Get a queue",
+                {"200": _json(_QUEUE), "404": _ERROR},
+                parameters=[_path_param("queueName")],
+            ),
+            "delete": _op(
+                "Delete a queue",
+                {"200": _json({"type": "object"})},
+                parameters=[_path_param("queueName")],
+            ),
+        },
+        "/v2/topics": {
+            "get": _op("List URL groups", {"200": _json({"type": "array", "items": _GROUP})})
+        },
+        "/v2/topics/{urlGroupName}": {
+            "get": _op(
+                "Get a URL group",
+                {"200": _json(_GROUP), "404": _ERROR},
+                parameters=[_path_param("urlGroupName")],
+            ),
+            "delete": _op(
+                "Delete a URL group",
+                {"200": _json({"type": "object"})},
+                parameters=[_path_param("urlGroupName")],
+            ),
+        },
+        "/v2/topics/{urlGroupName}/endpoints": {
+            "post": _op(
+                "Add endpoints",
+                {"200": _json({"type": "object"})},
+                parameters=[_path_param("urlGroupName")],
+            ),
+            "delete": _op(
+                "Remove endpoints",
+                {"200": _json({"type": "object"}), "404": _ERROR},
+                parameters=[_path_param("urlGroupName")],
+            ),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Homing API (QStash v2 compatible)",
+            "version": __version__,
+            "description": "A self-hosted HTTP message queue, wire-compatible with Upstash QStash v2.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }

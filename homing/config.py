@@ -1,0 +1,105 @@
+"""Settings: one frozen object built once by the CLI (or by tests), read everywhere else.
+
+This module and `cli.py` are the only places that read `os.environ`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+import orjson
+
+from homing.errors import InvalidRequest
+from homing.headers import Limits
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSeed:
+    """An account that the server makes sure exists at start, with a token and signing keys."""
+
+    account_id: str
+    token: str
+    current_key: str
+    next_key: str
+    reset_keys: bool = False  # restore these keys at every start (the public dev users)
+
+
+# Spec 13: the predefined users of the QStash development server. Public credentials: the
+# TypeScript SDK's dev mode recognises a dev server by user 1's token and keys.
+DEV_USERS = (
+    (
+        "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0=",
+        "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r",
+        "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs",
+    ),
+    (
+        "eyJVc2VySUQiOiJ0ZXN0VXNlcjEiLCJQYXNzd29yZCI6InRlc3RQYXNzd29yZCJ9",
+        "sig_7GVPjvuwsfqF65iC8fSrs1dfYruM",
+        "sig_5NoELc3EFnZn4DVS5bDs2Nk4b7Ua",
+    ),
+    (
+        "eyJVc2VySUQiOiJ0ZXN0VXNlcjIiLCJQYXNzd29yZCI6InRlc3RQYXNzd29yZCJ9",
+        "sig_6jWGaWRxHsw4vMSPJprXadyvrybF",
+        "sig_7qHbvhmahe5GwfePDiS5Lg3pi6Qx",
+    ),
+    (
+        "eyJVc2VySUQiOiJ0ZXN0VXNlcjMiLCJQYXNzd29yZCI6InRlc3RQYXNzd29yZCJ9",
+        "sig_5T8FcSsynBjn9mMLBsXhpacRovJf",
+        "sig_7GFR4YaDshFcqsxWRZpRB161jguD",
+    ),
+)
+
+
+def dev_accounts() -> tuple[AccountSeed, ...]:
+    seeds = []
+    for token, current, nxt in DEV_USERS:
+        user = orjson.loads(base64.b64decode(token))["UserID"]
+        seeds.append(AccountSeed(user, token, current, nxt, reset_keys=True))
+    return tuple(seeds)
+
+
+def account_for_token(token: str, current_key: str, next_key: str) -> AccountSeed:
+    """An operator-given token: its account id is derived from it, so it is stable."""
+    digest = hashlib.sha256(token.encode()).hexdigest()[:16]
+    return AccountSeed("acct_" + digest, token, current_key, next_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    mode: str = "dev"  # "dev" or "serve"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = ".homing"
+    database_url: str | None = None
+    accounts: tuple[AccountSeed, ...] = ()
+    allow_private_destinations: bool = True
+    max_body_size: int = 10 * 1024 * 1024
+    max_batch_size: int = 100 * 1024 * 1024
+    limits: Limits = field(default_factory=Limits)
+    dedup_window_ms: int = 10 * 60 * 1000
+    retention_ms: int = 7 * 86_400_000
+    dlq_retention_ms: int = 7 * 86_400_000
+    shutdown_timeout_s: float = 8.0
+    backoff_scale: float = 1.0
+    concurrency: int = 512
+    sqlite_synchronous: str = "FULL"
+
+    @property
+    def store_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return "sqlite:///" + os.path.join(self.data_dir, "homing.db")
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///relative/path` or `sqlite:////absolute/path` -> a file path."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise InvalidRequest(
+            f"invalid database URL {url!r}: use sqlite:///relative/path, "
+            "sqlite:////absolute/path or postgresql://..."
+        )
+    return url[len(prefix) :]

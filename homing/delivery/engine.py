@@ -1,0 +1,276 @@
+"""The delivery engine: claim due messages, send them concurrently, record what happened.
+
+    wait (wake hint | next due time | poll) -> claim_due (batch) -> one task per attempt
+        -> Sender.send -> outcome.decide -> buffered -> record_outcomes (batch) -> wake
+
+Outcomes are buffered and recorded together: while one batch is being committed the next one
+gathers, so a busy engine makes one storage round trip for many attempts. Side tasks renew the
+leases of attempts in flight, reclaim leases that expired elsewhere, and purge old records.
+
+Shutdown (`stop()`): stop claiming, let attempts in flight finish within the grace period, record
+their outcomes, then release only what is still open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from homing import ids
+from homing.clock import Clock
+from homing.delivery import outcome
+from homing.delivery.sender import Sender
+from homing.models import AttemptOutcome, Claimed, OutcomeKind, SigningKeys
+from homing.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    concurrency: int = 512
+    claim_batch: int = 256
+    lease_ms: int = 30_000
+    poll_interval_ms: int = 1_000
+    shutdown_timeout_s: float = 8.0
+    reaper_interval_ms: int = 2_000
+    purge_interval_ms: int = 60_000
+    retention_ms: int = 7 * 86_400_000
+    dlq_retention_ms: int = 7 * 86_400_000
+    policy: outcome.Policy = outcome.Policy()
+
+
+class KeyCache:
+    """Signing keys per account, re-read at most once a second (rotation takes effect then;
+    at once on the node that rotated, which calls `forget`)."""
+
+    def __init__(self, load: Callable[[str], Awaitable[SigningKeys]]) -> None:
+        self._load = load
+        self._keys: dict[str, tuple[float, SigningKeys]] = {}
+
+    async def current(self, account_id: str) -> str:
+        cached = self._keys.get(account_id)
+        now = time.monotonic()
+        if cached is None or now - cached[0] > 1.0:
+            keys = await self._load(account_id)
+            self._keys[account_id] = (now, keys)
+            return keys.current
+        return cached[1].current
+
+    def forget(self, account_id: str) -> None:
+        self._keys.pop(account_id, None)
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        storage: Storage,
+        sender: Sender,
+        clock: Clock,
+        *,
+        settings: EngineSettings = EngineSettings(),
+        node_id: str | None = None,
+    ) -> None:
+        self.storage = storage
+        self.sender = sender
+        self.clock = clock
+        self.settings = settings
+        self.node_id = node_id or "node_" + secrets.token_hex(6)
+        self.keys = KeyCache(storage.signing_keys)
+        self._dlq_ids = ids.DlqIdSource()
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._sleep_target = 0
+        self._stopping = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._pending: list[AttemptOutcome] = []
+        self._pending_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.delivered = 0  # counters for metrics and tests
+        self.failed_attempts = 0
+        storage.add_wake_listener(self._on_wake)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="homing-claim"),
+            asyncio.create_task(self._record_loop(), name="homing-record"),
+            asyncio.create_task(
+                self._every(self.settings.lease_ms // 3, self._renew), name="homing-renew"
+            ),
+            asyncio.create_task(
+                self._every(self.settings.reaper_interval_ms, self._reap), name="homing-reap"
+            ),
+            asyncio.create_task(
+                self._every(self.settings.purge_interval_ms, self._purge), name="homing-purge"
+            ),
+        ]
+
+    async def recover(self) -> None:
+        """Release claims that a dead process left behind, so they are delivered again now."""
+        now = self.clock.now_ms()
+        if self.storage.single_node:
+            released = await self.storage.release_leases(node_id=None, now_ms=now)
+        else:
+            released = await self.storage.release_expired_leases(now_ms=now)
+        if released:
+            log.warning(
+                "redelivering %d messages whose attempt was interrupted",
+                released,
+                extra={"event": "engine.recovered"},
+            )
+
+    async def stop(self) -> None:
+        """Stop claiming; let attempts finish within the grace period; release what is open."""
+        if self._stopping or not self._tasks:
+            return
+        self._stopping = True
+        self._wake.set()
+        claim_loop, *side = self._tasks
+        await asyncio.gather(claim_loop, return_exceptions=True)
+        if self._inflight:
+            done, still = await asyncio.wait(
+                set(self._inflight), timeout=self.settings.shutdown_timeout_s
+            )
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        await self._flush()
+        for task in side:
+            task.cancel()
+        await asyncio.gather(*side, return_exceptions=True)
+        released = await self.storage.release_leases(
+            node_id=self.node_id, now_ms=self.clock.now_ms()
+        )
+        if released:
+            log.info(
+                "released %d unfinished attempts", released, extra={"event": "engine.released"}
+            )
+
+    def _on_wake(self, due_ms: int) -> None:
+        if due_ms <= self._sleep_target:
+            self._wake.set()
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        s = self.settings
+        while not self._stopping:
+            self._sleep_target = 2**62  # any wake during this round counts
+            self._wake.clear()
+            free = s.concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            now = self.clock.now_ms()
+            try:
+                claimed = await self.storage.claim_due(
+                    now_ms=now,
+                    limit=min(free, s.claim_batch),
+                    node_id=self.node_id,
+                    lease_ms=s.lease_ms,
+                )
+            except Exception:
+                log.exception("claim failed; retrying", extra={"event": "engine.claim_failed"})
+                await asyncio.sleep(s.poll_interval_ms / 1000)
+                continue
+            for claim in claimed:
+                task = asyncio.create_task(self._attempt(claim))
+                self._inflight.add(task)
+                task.add_done_callback(self._attempt_done)
+            if len(claimed) == min(free, s.claim_batch):
+                await asyncio.sleep(0)  # likely more due: claim again at once
+                continue
+            try:
+                due = await self.storage.next_due_ms()
+            except Exception:
+                due = None
+            target = now + s.poll_interval_ms if due is None else min(due, now + s.poll_interval_ms)
+            self._sleep_target = target
+            if self._wake.is_set() or self._stopping:
+                continue
+            await self.clock.sleep_until(target, self._wake)
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slot_freed.set()
+
+    async def _attempt(self, claim: Claimed) -> None:
+        message = claim.message
+        try:
+            key = await self.keys.current(message.account_id)
+            response = await self.sender.send(message, key)
+            decision = outcome.decide(
+                message,
+                claim.lease_token,
+                response,
+                now_ms=self.clock.now_ms(),
+                new_id=ids.message_id,
+                new_dlq_id=self._dlq_ids.next,
+                policy=self.settings.policy,
+            )
+        except asyncio.CancelledError:
+            raise  # shutdown: the lease is released and the message delivered again
+        except Exception:
+            log.exception("attempt of %s crashed", message.id, extra={"event": "engine.crash"})
+            return  # the lease will expire and another attempt follow
+        if decision.kind is OutcomeKind.DELIVERED:
+            self.delivered += 1
+        else:
+            self.failed_attempts += 1
+        self._pending.append(decision)
+        self._pending_ready.set()
+
+    # -- recording --------------------------------------------------------------------------
+
+    async def _record_loop(self) -> None:
+        while True:
+            await self._pending_ready.wait()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            self._pending_ready.clear()
+            try:
+                await self.storage.record_outcomes(batch)
+            except Exception:
+                # Not recorded: the leases expire and the messages are attempted again, which
+                # keeps at-least-once; log loudly because it means duplicates.
+                log.exception(
+                    "could not record %d outcomes",
+                    len(batch),
+                    extra={"event": "engine.record_failed"},
+                )
+                await asyncio.sleep(0.5)
+
+    # -- side tasks -------------------------------------------------------------------------
+
+    async def _every(self, interval_ms: int, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval_ms / 1000)
+            with contextlib.suppress(Exception):
+                await job()
+
+    async def _renew(self) -> None:
+        if self._inflight:
+            until = self.clock.now_ms() + self.settings.lease_ms
+            await self.storage.renew_leases(self.node_id, until_ms=until)
+
+    async def _reap(self) -> None:
+        await self.storage.release_expired_leases(now_ms=self.clock.now_ms())
+
+    async def _purge(self) -> None:
+        s = self.settings
+        await self.storage.purge(
+            now_ms=self.clock.now_ms(),
+            retention_ms=s.retention_ms,
+            dlq_retention_ms=s.dlq_retention_ms,
+        )

@@ -1,0 +1,178 @@
+"""What one attempt means: delivered, retry later, or failed for good; and which callbacks follow.
+
+Pure policy (spec 9.2, 9.3, 9.7, 9.8): the engine hands in the message and the response and
+storage records the returned `AttemptOutcome` as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from homing.models import (
+    AttemptOutcome,
+    CallbackSpec,
+    DeliverySpec,
+    Message,
+    MessageKind,
+    NewMessage,
+    OutcomeKind,
+    Response,
+)
+from homing.retry import RetryDelay, next_retry_delay_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Settings that shape outcomes."""
+
+    backoff_scale: float = 1.0  # multiplies the default backoff only (a dev-mode option)
+    max_callback_body: int = 1024 * 1024
+
+
+def is_success(response: Response) -> bool:
+    return 200 <= response.status < 300
+
+
+def is_non_retryable(response: Response) -> bool:
+    """489 with `Upstash-NonRetryable-Error: true` stops retries at once (spec 9.2)."""
+    if response.status != 489:
+        return False
+    for name, values in response.headers.items():
+        if name.lower() == "upstash-nonretryable-error":
+            return any(v.strip().lower() == "true" for v in values)
+    return False
+
+
+def callback_body(
+    message: Message, response: Response, *, max_body: int, dlq_id: str | None = None
+) -> bytes:
+    """The JSON body of a callback or failure callback (spec 9.7)."""
+    doc: dict[str, Any] = {
+        "status": response.status,
+        "header": response.headers,
+        "body": base64.b64encode(response.body[:max_body]).decode(),
+        "retried": message.attempts,
+        "maxRetries": message.spec.max_retries,
+        "sourceMessageId": message.id,
+        "url": message.url,
+        "method": message.spec.method,
+        "sourceHeader": message.spec.headers,
+        "sourceBody": base64.b64encode(message.body).decode(),
+        "notBefore": message.not_before_ms,
+        "createdAt": message.created_ms,
+        "callerIP": message.caller_ip,
+    }
+    if message.topic_name:
+        doc["topicName"] = message.topic_name
+    if message.endpoint_name:
+        doc["endpointName"] = message.endpoint_name
+    if message.schedule_id:
+        doc["scheduleId"] = message.schedule_id
+    if dlq_id is not None:
+        doc["dlqId"] = dlq_id
+    return orjson.dumps(doc)
+
+
+def _callback_message(
+    message: Message,
+    cb: CallbackSpec,
+    kind: MessageKind,
+    body: bytes,
+    now_ms: int,
+    new_id: Callable[[], str],
+) -> NewMessage:
+    headers = dict(cb.headers)
+    headers.setdefault("Content-Type", ["application/json"])
+    spec = DeliverySpec(
+        method=cb.method,
+        headers=headers,
+        max_retries=message.spec.max_retries if cb.retries is None else cb.retries,
+        retry_delay=cb.retry_delay,
+        timeout_s=cb.timeout_s,
+        trace=message.spec.trace,
+        kind=kind,
+    )
+    return NewMessage(
+        id=new_id(),
+        account_id=message.account_id,
+        url=cb.url,
+        body=body,
+        spec=spec,
+        created_ms=now_ms,
+        not_before_ms=now_ms + (cb.delay_s or 0) * 1000,
+        caller_ip=message.caller_ip,
+        schedule_id=message.schedule_id,
+        labels=message.labels,
+        # Holding the parent's queue slot keeps a FIFO queue's next message waiting until
+        # this callback is done.
+        queue_slot=message.queue_name,
+    )
+
+
+def decide(
+    message: Message,
+    lease_token: int,
+    response: Response,
+    *,
+    now_ms: int,
+    new_id: Callable[[], str],
+    new_dlq_id: Callable[[int], str],
+    policy: Policy = Policy(),
+) -> AttemptOutcome:
+    """Decide the outcome of the attempt `message.attempts + 1` that got `response`."""
+    attempt = message.attempts + 1
+    spec = message.spec
+    new: list[NewMessage] = []
+    is_source = spec.kind is MessageKind.MESSAGE  # callbacks get no callbacks of their own
+    if is_source and spec.callback is not None:
+        body = callback_body(message, response, max_body=policy.max_callback_body)
+        new.append(
+            _callback_message(message, spec.callback, MessageKind.CALLBACK, body, now_ms, new_id)
+        )
+
+    if is_success(response):
+        kind = OutcomeKind.DELIVERED
+        return AttemptOutcome(
+            message.id, lease_token, kind, now_ms, response, new_messages=tuple(new)
+        )
+
+    if attempt <= spec.max_retries and not is_non_retryable(response):
+        delay = next_retry_delay_ms(
+            retry_number=attempt,
+            retry_delay=RetryDelay.parse(spec.retry_delay) if spec.retry_delay else None,
+            response_headers=response.headers,
+            now_ms=now_ms,
+            scale=policy.backoff_scale,
+        )
+        return AttemptOutcome(
+            message.id,
+            lease_token,
+            OutcomeKind.RETRY,
+            now_ms,
+            response,
+            retry_at_ms=now_ms + delay,
+            new_messages=tuple(new),
+        )
+
+    dlq_id = new_dlq_id(now_ms)
+    if is_source and spec.failure_callback is not None:
+        body = callback_body(message, response, max_body=policy.max_callback_body, dlq_id=dlq_id)
+        new.append(
+            _callback_message(
+                message, spec.failure_callback, MessageKind.FAILURE_CALLBACK, body, now_ms, new_id
+            )
+        )
+    return AttemptOutcome(
+        message.id,
+        lease_token,
+        OutcomeKind.FAILED,
+        now_ms,
+        response,
+        dlq_id=dlq_id,
+        new_messages=tuple(new),
+    )

@@ -1,0 +1,268 @@
+"""Homing's domain objects: plain frozen dataclasses, no I/O.
+
+Times are Unix milliseconds (`*_ms`) unless a name says seconds (`*_s`). Header maps are
+`{canonical name: [values]}`, the shape QStash uses on the wire.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+Headers = dict[str, list[str]]
+
+
+class MessageState(enum.StrEnum):
+    """Where a message is in its life. Storage keeps exactly one of these per message.
+
+    QUEUED    waits for its queue to admit it (FIFO order, parallelism)
+    READY     may be claimed once `due_ms` has passed (first attempt or a retry)
+    ACTIVE    claimed by a node; an attempt is running under a lease
+    DELIVERED final: a 2xx was received
+    FAILED    final: retries exhausted or non-retryable; the message sits in the DLQ
+    CANCELED  final: cancelled before it could be delivered
+    """
+
+    QUEUED = "queued"
+    READY = "ready"
+    ACTIVE = "active"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (MessageState.DELIVERED, MessageState.FAILED, MessageState.CANCELED)
+
+
+FINAL_STATES = (MessageState.DELIVERED, MessageState.FAILED, MessageState.CANCELED)
+
+
+class LogState(enum.StrEnum):
+    """The log (event) states of QStash, spelled exactly as the SDKs expect (spec 9.14)."""
+
+    CREATED = "CREATED"
+    ACTIVE = "ACTIVE"
+    RETRY = "RETRY"
+    ERROR = "ERROR"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    CANCEL_REQUESTED = "CANCEL_REQUESTED"
+    CANCELED = "CANCELED"
+
+
+class MessageKind(enum.StrEnum):
+    MESSAGE = "message"
+    CALLBACK = "callback"
+    FAILURE_CALLBACK = "failure_callback"
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackSpec:
+    """Where and how to send a callback or failure callback (spec 9.7, 9.8)."""
+
+    url: str
+    headers: Headers = field(default_factory=dict)
+    method: str = "POST"
+    retries: int | None = None  # None: the message's own max retries
+    retry_delay: str | None = None
+    timeout_s: int | None = None
+    delay_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowControl:
+    key: str
+    parallelism: int | None = None
+    rate: int | None = None
+    period_s: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Redaction:
+    body: bool = False
+    all_headers: bool = False
+    header_names: frozenset[str] = frozenset()  # lower-cased
+
+    @property
+    def any(self) -> bool:
+        return self.body or self.all_headers or bool(self.header_names)
+
+    def redacts_header(self, name: str) -> bool:
+        return self.all_headers or name.lower() in self.header_names
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySpec:
+    """Everything needed to make (and repeat) the HTTP request of one message.
+
+    Stored as one JSON document per message: it is read whole by the engine and never queried.
+    """
+
+    method: str = "POST"
+    headers: Headers = field(default_factory=dict)
+    max_retries: int = 3
+    retry_delay: str | None = None
+    timeout_s: int | None = None  # None: the configured maximum
+    callback: CallbackSpec | None = None
+    failure_callback: CallbackSpec | None = None
+    redact: Redaction = Redaction()
+    trace: dict[str, str] = field(default_factory=dict)  # W3C traceparent / tracestate
+    kind: MessageKind = MessageKind.MESSAGE
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message decided by policy code and ready to be stored."""
+
+    id: str
+    account_id: str
+    url: str
+    body: bytes
+    spec: DeliverySpec
+    created_ms: int
+    not_before_ms: int
+    caller_ip: str = ""
+    queue_name: str | None = None
+    topic_name: str | None = None
+    endpoint_name: str | None = None
+    schedule_id: str | None = None
+    labels: tuple[str, ...] = ()
+    flow: FlowControl | None = None
+    dedup_key: str | None = None  # already scoped to the destination URL
+    # A callback of a queued message holds its parent's queue slot until it is final, so the
+    # next message of a FIFO queue waits for the callbacks of the current one (spec 9.7).
+    queue_slot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a destination answered (or did not)."""
+
+    status: int  # 0 when no HTTP response was received
+    headers: Headers = field(default_factory=dict)
+    body: bytes = b""
+    error: str | None = None  # transport error text when status == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored message, as storage returns it."""
+
+    id: str
+    account_id: str
+    url: str
+    body: bytes
+    spec: DeliverySpec
+    state: MessageState
+    created_ms: int
+    not_before_ms: int
+    due_ms: int | None
+    attempts: int  # attempts made so far; the next attempt is sent with Upstash-Retried = attempts
+    caller_ip: str = ""
+    queue_name: str | None = None
+    topic_name: str | None = None
+    endpoint_name: str | None = None
+    schedule_id: str | None = None
+    labels: tuple[str, ...] = ()
+    flow: FlowControl | None = None
+    cancel_requested: bool = False
+    dlq_id: str | None = None
+    dlq_ms: int | None = None
+    last_response: Response | None = None
+    final_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A message claimed for one attempt, fenced by its lease token."""
+
+    message: Message
+    lease_token: int
+
+
+class OutcomeKind(enum.StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """The decision about one attempt, to be recorded atomically with the messages it creates.
+
+    Storage applies it only while the lease token still matches (a node whose lease expired
+    cannot overwrite the result of the node that took over). If a cancel was requested during
+    the attempt and the outcome is not DELIVERED, storage records CANCELED instead and drops
+    `new_messages` (no retry, no further callbacks: spec 5.5).
+    """
+
+    message_id: str
+    lease_token: int
+    kind: OutcomeKind
+    finished_ms: int
+    response: Response
+    retry_at_ms: int | None = None  # RETRY only
+    dlq_id: str | None = None  # FAILED only
+    new_messages: tuple[NewMessage, ...] = ()  # callbacks, failure callbacks
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    message_id: str
+    url: str
+    deduplicated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeys:
+    current: str
+    next: str
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the account a token belongs to, and what the token may do."""
+
+    account_id: str
+    read_only: bool = False
+    token_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """Filters shared by logs, DLQ and bulk cancel (spec 1.7). Values of one field are OR-ed."""
+
+    message_ids: tuple[str, ...] = ()
+    dlq_ids: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    topic_names: tuple[str, ...] = ()
+    queue_names: tuple[str, ...] = ()
+    schedule_ids: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    flow_control_keys: tuple[str, ...] = ()
+    caller_ips: tuple[str, ...] = ()
+    response_statuses: tuple[int, ...] = ()
+    states: tuple[LogState, ...] = ()
+    from_ms: int | None = None
+    to_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    id: int
+    time_ms: int
+    state: LogState
+    message: Message
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursor: str | None = None

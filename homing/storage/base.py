@@ -1,0 +1,287 @@
+"""The storage contract: domain operations every backend implements, and nothing else.
+
+Storage records decisions; it does not make them. Retry timing, header semantics, fan-out and
+callback bodies are decided by pure code (`homing.publish`, `homing.retry`,
+`homing.delivery.outcome`) and handed over as `NewMessage` / `AttemptOutcome` values. What storage
+owns is what must be atomic or global: deduplication, claiming (each due message to exactly one
+claimer), lease fencing, FIFO admission for queues, and the log of state transitions.
+
+Every method's docstring states its guarantee; `tests/contract/` checks each guarantee against
+every backend.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from homing.models import (
+    AttemptOutcome,
+    Claimed,
+    InsertResult,
+    LogEntry,
+    Message,
+    MessageFilter,
+    NewMessage,
+    Page,
+    Principal,
+    SigningKeys,
+)
+from homing.publish import Endpoint
+
+WakeListener = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    name: str
+    parallelism: int
+    paused: bool
+    created_ms: int
+    updated_ms: int
+    lag: int
+
+
+@dataclass(frozen=True, slots=True)
+class UrlGroup:
+    name: str
+    created_ms: int
+    updated_ms: int
+    endpoints: tuple[Endpoint, ...]
+
+
+class Storage(abc.ABC):
+    """One backend's implementation of Homing's persistent state."""
+
+    # True when one process owns the store (SQLite): at start, every claim is an orphan.
+    single_node: bool = False
+
+    def __init__(self) -> None:
+        self._listeners: list[WakeListener] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations (safe when several nodes start together)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every connection and thread; idempotent."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise StorageUnavailable unless the store answers and is migrated."""
+
+    def add_wake_listener(self, listener: WakeListener) -> None:
+        """`listener(due_ms)` is called (on the event loop) when a message becomes claimable at
+        `due_ms`, on this node or, where the backend can tell, on another. Only a hint: the
+        engine also polls."""
+        self._listeners.append(listener)
+
+    def _wake(self, due_ms: int) -> None:
+        for listener in self._listeners:
+            listener(due_ms)
+
+    # -- accounts, tokens, signing keys ---------------------------------------------------
+
+    @abc.abstractmethod
+    async def ensure_account(
+        self,
+        account_id: str,
+        *,
+        now_ms: int,
+        keys: SigningKeys,
+        token: str | None = None,
+        reset_keys: bool = False,
+    ) -> None:
+        """Create the account if missing (with `keys`); with `reset_keys`, set its keys to
+        `keys` even if it exists. With `token`, make that token (stored hashed) a read-write
+        token of the account."""
+
+    @abc.abstractmethod
+    async def authenticate(self, token: str) -> Principal | None:
+        """The principal of a valid, unrevoked token; None otherwise."""
+
+    @abc.abstractmethod
+    async def signing_keys(self, account_id: str) -> SigningKeys:
+        """The account's current and next signing keys."""
+
+    @abc.abstractmethod
+    async def rotate_signing_keys(self, account_id: str, new_next: str) -> SigningKeys:
+        """current := next, next := new_next, atomically; returns the new pair."""
+
+    # -- messages ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def insert_messages(
+        self, messages: Sequence[NewMessage], *, now_ms: int, dedup_window_ms: int
+    ) -> list[InsertResult]:
+        """Store messages in one transaction and log CREATED for each; durable on return.
+
+        A message whose `dedup_key` was used by a message of the same account within the last
+        `dedup_window_ms` is not stored: its result names the original message and
+        `deduplicated=True`. Messages with a `queue_name` join the end of their queue
+        (creating it with parallelism 1 if needed) and are admitted in FIFO order. Results are
+        in input order."""
+
+    @abc.abstractmethod
+    async def get_message(self, account_id: str, message_id: str) -> Message | None:
+        """A message of this account in any state, while it is retained."""
+
+    @abc.abstractmethod
+    async def cancel_messages(
+        self,
+        account_id: str,
+        *,
+        message_ids: Sequence[str] | None,
+        filter: MessageFilter | None,
+        limit: int | None,
+        now_ms: int,
+    ) -> int:
+        """Cancel non-final messages: the given ids, or those matching `filter` (all when both
+        are None), at most `limit`. A pending message becomes CANCELED (logs CANCEL_REQUESTED,
+        CANCELED); an active one is marked (logs CANCEL_REQUESTED) and its outcome decides. A
+        message already marked is not counted again. Returns how many were counted."""
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim_due(
+        self, *, now_ms: int, limit: int, node_id: str, lease_ms: int
+    ) -> list[Claimed]:
+        """Claim up to `limit` READY messages with `due_ms <= now_ms`, oldest due first, and log
+        ACTIVE for each. Each due message goes to exactly one claimer; each claim carries a new
+        lease token and expires at `now_ms + lease_ms` unless renewed."""
+
+    @abc.abstractmethod
+    async def next_due_ms(self) -> int | None:
+        """The earliest `due_ms` of any READY message, or None."""
+
+    @abc.abstractmethod
+    async def renew_leases(self, node_id: str, *, until_ms: int) -> int:
+        """Extend every active claim held by `node_id` to `until_ms`."""
+
+    @abc.abstractmethod
+    async def record_outcomes(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        """Record each attempt's outcome with the messages it creates, atomically per outcome.
+
+        An outcome whose lease token no longer matches an ACTIVE message is ignored (False).
+        Logs: DELIVERED; ERROR + RETRY; ERROR + FAILED (the message enters the DLQ); or, when a
+        cancel was requested and the outcome is not DELIVERED, ERROR + CANCELED with no new
+        messages. A final message frees its queue slot."""
+
+    @abc.abstractmethod
+    async def release_leases(self, *, node_id: str | None, now_ms: int) -> int:
+        """Make active claims of `node_id` (every node's when None) READY again, due now."""
+
+    @abc.abstractmethod
+    async def release_expired_leases(self, *, now_ms: int) -> int:
+        """Make claims whose lease expired before `now_ms` READY again, due now."""
+
+    # -- dead-letter queue ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def list_dlq(
+        self,
+        account_id: str,
+        *,
+        filter: MessageFilter,
+        cursor: str | None,
+        count: int,
+        newest_first: bool = False,
+    ) -> Page[Message]:
+        """DLQ entries matching `filter`, paged by an opaque cursor positioned after the last
+        entry returned (stable when entries before it are deleted)."""
+
+    @abc.abstractmethod
+    async def get_dlq(self, account_id: str, dlq_id: str) -> Message | None:
+        """One DLQ entry."""
+
+    @abc.abstractmethod
+    async def delete_dlq(self, account_id: str, dlq_ids: Sequence[str]) -> int:
+        """Remove entries from the DLQ; returns how many existed."""
+
+    @abc.abstractmethod
+    async def replace_dlq(
+        self,
+        account_id: str,
+        replacements: Sequence[tuple[str, NewMessage]],
+        *,
+        now_ms: int,
+        dedup_window_ms: int,
+    ) -> list[InsertResult | None]:
+        """For each (dlq_id, message): atomically remove the entry and insert the message. An
+        entry already gone yields None and inserts nothing, so a retry never runs twice."""
+
+    # -- logs -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def list_logs(
+        self,
+        account_id: str,
+        *,
+        filter: MessageFilter,
+        before_id: int | None,
+        count: int,
+        newest_first: bool = True,
+    ) -> Page[LogEntry]:
+        """Log entries matching `filter`; `before_id` continues a newest-first listing (the
+        cursor is the id of the next entry)."""
+
+    # -- queues -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def upsert_queue(
+        self, account_id: str, name: str, *, parallelism: int, paused: bool, now_ms: int
+    ) -> None:
+        """Create or update a queue; admits waiting messages if capacity grew or it resumed."""
+
+    @abc.abstractmethod
+    async def get_queue(self, account_id: str, name: str) -> QueueInfo | None: ...
+
+    @abc.abstractmethod
+    async def list_queues(self, account_id: str) -> list[QueueInfo]: ...
+
+    @abc.abstractmethod
+    async def set_queue_paused(
+        self, account_id: str, name: str, *, paused: bool, now_ms: int
+    ) -> bool:
+        """Pause or resume; False when the queue does not exist."""
+
+    @abc.abstractmethod
+    async def delete_queue(self, account_id: str, name: str, *, now_ms: int) -> None:
+        """Delete the queue and cancel its messages that have not started."""
+
+    # -- URL groups -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def upsert_endpoints(
+        self, account_id: str, group: str, endpoints: Sequence[Endpoint], *, now_ms: int
+    ) -> None:
+        """Create the group if needed; an endpoint with the same url (or name, when given)
+        replaces the existing one in place; others are appended."""
+
+    @abc.abstractmethod
+    async def remove_endpoints(
+        self, account_id: str, group: str, endpoints: Sequence[Endpoint], *, now_ms: int
+    ) -> bool:
+        """Remove endpoints matching by url or name; an emptied group is deleted. False when the
+        group does not exist."""
+
+    @abc.abstractmethod
+    async def get_url_group(self, account_id: str, name: str) -> UrlGroup | None: ...
+
+    @abc.abstractmethod
+    async def list_url_groups(self, account_id: str) -> list[UrlGroup]: ...
+
+    @abc.abstractmethod
+    async def delete_url_group(self, account_id: str, name: str) -> None: ...
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def purge(self, *, now_ms: int, retention_ms: int, dlq_retention_ms: int) -> int:
+        """Forget expired deduplication keys, DLQ entries older than `dlq_retention_ms`, and
+        final messages with their logs older than `retention_ms`."""

@@ -1,0 +1,138 @@
+"""How models become column values and back, shared by every backend.
+
+The delivery spec and responses are stored as compact JSON documents: they are read whole by the
+engine and never queried, so one column beats a dozen.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from homing.models import (
+    CallbackSpec,
+    DeliverySpec,
+    FlowControl,
+    MessageKind,
+    Redaction,
+    Response,
+)
+
+
+def _callback_doc(cb: CallbackSpec | None) -> dict[str, Any] | None:
+    if cb is None:
+        return None
+    return {
+        "url": cb.url,
+        "headers": cb.headers,
+        "method": cb.method,
+        "retries": cb.retries,
+        "retry_delay": cb.retry_delay,
+        "timeout_s": cb.timeout_s,
+        "delay_s": cb.delay_s,
+    }
+
+
+def _callback(doc: dict[str, Any] | None) -> CallbackSpec | None:
+    return None if doc is None else CallbackSpec(**doc)
+
+
+def encode_spec(spec: DeliverySpec) -> bytes:
+    doc: dict[str, Any] = {"m": spec.method, "h": spec.headers, "r": spec.max_retries}
+    if spec.retry_delay is not None:
+        doc["rd"] = spec.retry_delay
+    if spec.timeout_s is not None:
+        doc["t"] = spec.timeout_s
+    if spec.callback is not None:
+        doc["cb"] = _callback_doc(spec.callback)
+    if spec.failure_callback is not None:
+        doc["fcb"] = _callback_doc(spec.failure_callback)
+    if spec.redact.any:
+        doc["red"] = [spec.redact.body, spec.redact.all_headers, sorted(spec.redact.header_names)]
+    if spec.trace:
+        doc["tr"] = spec.trace
+    if spec.kind is not MessageKind.MESSAGE:
+        doc["k"] = spec.kind.value
+    return orjson.dumps(doc)
+
+
+def decode_spec(raw: bytes | str) -> DeliverySpec:
+    doc = orjson.loads(raw)
+    red = doc.get("red")
+    return DeliverySpec(
+        method=doc["m"],
+        headers=doc["h"],
+        max_retries=doc["r"],
+        retry_delay=doc.get("rd"),
+        timeout_s=doc.get("t"),
+        callback=_callback(doc.get("cb")),
+        failure_callback=_callback(doc.get("fcb")),
+        redact=Redaction(red[0], red[1], frozenset(red[2])) if red else Redaction(),
+        trace=doc.get("tr") or {},
+        kind=MessageKind(doc.get("k", "message")),
+    )
+
+
+def encode_response(response: Response | None) -> bytes | None:
+    if response is None:
+        return None
+    return orjson.dumps(
+        {
+            "s": response.status,
+            "h": response.headers,
+            "b": base64.b64encode(response.body).decode(),
+            "e": response.error,
+        }
+    )
+
+
+def decode_response(raw: bytes | str | None) -> Response | None:
+    if raw is None:
+        return None
+    doc = orjson.loads(raw)
+    return Response(
+        status=doc["s"], headers=doc["h"], body=base64.b64decode(doc["b"]), error=doc["e"]
+    )
+
+
+def encode_flow(flow: FlowControl | None) -> str | None:
+    if flow is None:
+        return None
+    return orjson.dumps([flow.parallelism, flow.rate, flow.period_s]).decode()
+
+
+def decode_flow(key: str | None, raw: str | None) -> FlowControl | None:
+    if key is None or raw is None:
+        return None
+    parallelism, rate, period = orjson.loads(raw)
+    return FlowControl(key=key, parallelism=parallelism, rate=rate, period_s=period)
+
+
+def url_parts(url: str) -> tuple[str, str]:
+    """(host, path) of a destination, for the `host` and `path` filters (spec 1.7)."""
+    try:
+        parts = urlsplit(url)
+        return (parts.hostname or "", parts.path or "/")
+    except ValueError:
+        return ("", "")
+
+
+def encode_labels(labels: tuple[str, ...]) -> str | None:
+    return orjson.dumps(labels).decode() if labels else None
+
+
+def decode_labels(raw: str | None) -> tuple[str, ...]:
+    return tuple(orjson.loads(raw)) if raw else ()
+
+
+def event_info(response: Response) -> dict[str, Any]:
+    """The log fields of a failed attempt (spec 11.3)."""
+    info: dict[str, Any] = {"error": response.error or f"status {response.status}"}
+    if response.status:
+        info["responseStatus"] = response.status
+        info["responseHeader"] = response.headers
+        info["responseBody"] = base64.b64encode(response.body).decode()
+    return info

@@ -1,0 +1,71 @@
+"""`MessageFilter` -> a SQLite WHERE fragment over the `messages` table aliased `m`.
+
+Only constant SQL fragments are composed; every value travels as a `?` parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homing.models import LogState, MessageFilter
+
+_IN_PROGRESS_STATES = (LogState.ACTIVE, LogState.RETRY, LogState.ERROR)
+
+
+def _in(column: str, values: tuple[Any, ...], out: list[str], params: list[Any]) -> None:
+    if values:
+        out.append(f"{column} IN ({','.join('?' * len(values))})")
+        params.extend(values)
+
+
+def message_where(
+    f: MessageFilter, *, time_column: str = "m.created_ms", with_states: bool = False
+) -> tuple[str, list[Any]]:
+    """Conditions AND-ed together (values of one field OR-ed); '' when the filter is empty."""
+    out: list[str] = []
+    params: list[Any] = []
+    _in("m.id", f.message_ids, out, params)
+    _in("m.dlq_id", f.dlq_ids, out, params)
+    _in("m.url", f.urls, out, params)
+    _in("m.url_host", f.hosts, out, params)
+    _in("m.url_path", f.paths, out, params)
+    _in("m.topic_name", f.topic_names, out, params)
+    _in("m.queue_name", f.queue_names, out, params)
+    _in("m.schedule_id", f.schedule_ids, out, params)
+    _in("m.flow_key", f.flow_control_keys, out, params)
+    _in("m.caller_ip", f.caller_ips, out, params)
+    if f.response_statuses:
+        out.append(
+            f"json_extract(m.last_response, '$.s') IN ({','.join('?' * len(f.response_statuses))})"
+        )
+        params.extend(f.response_statuses)
+    if f.labels:
+        out.append(
+            "EXISTS (SELECT 1 FROM json_each(m.labels) l WHERE l.value IN "
+            f"({','.join('?' * len(f.labels))}))"
+        )
+        params.extend(f.labels)
+    if with_states and f.states:
+        states = tuple(dict.fromkeys(s.value for s in f.states))
+        _in("e.state", states, out, params)
+    if f.from_ms is not None:
+        out.append(f"{time_column} >= ?")
+        params.append(f.from_ms)
+    if f.to_ms is not None:
+        out.append(f"{time_column} <= ?")
+        params.append(f.to_ms)
+    return (" AND ".join(out), params)
+
+
+def expand_states(states: tuple[str, ...]) -> tuple[LogState, ...]:
+    """Filter values -> log states: CANCELLED is CANCELED, IN_PROGRESS is ACTIVE|RETRY|ERROR."""
+    out: list[LogState] = []
+    for raw in states:
+        value = raw.strip().upper()
+        if value == "IN_PROGRESS":
+            out.extend(_IN_PROGRESS_STATES)
+        elif value == "CANCELLED":
+            out.append(LogState.CANCELED)
+        else:
+            out.append(LogState(value))
+    return tuple(out)
