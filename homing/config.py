@@ -80,6 +80,7 @@ class Settings:
     max_batch_size: int = 100 * 1024 * 1024
     limits: Limits = field(default_factory=Limits)
     dedup_window_ms: int = 10 * 60 * 1000
+    schedule_grace_ms: int = 3_600_000  # a missed tick fires once if at most this late
     retention_ms: int = 7 * 86_400_000
     dlq_retention_ms: int = 7 * 86_400_000
     shutdown_timeout_s: float = 8.0

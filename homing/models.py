@@ -20,6 +20,7 @@ class MessageState(enum.StrEnum):
 
     QUEUED    waits for its queue to admit it (FIFO order, parallelism)
     READY     may be claimed once `due_ms` has passed (first attempt or a retry)
+    WAITING   due, but held in its flow-control key's waitlist until the key has capacity
     ACTIVE    claimed by a node; an attempt is running under a lease
     DELIVERED final: a 2xx was received
     FAILED    final: retries exhausted or non-retryable; the message sits in the DLQ
@@ -28,6 +29,7 @@ class MessageState(enum.StrEnum):
 
     QUEUED = "queued"
     READY = "ready"
+    WAITING = "waiting"
     ACTIVE = "active"
     DELIVERED = "delivered"
     FAILED = "failed"
@@ -266,3 +268,52 @@ class LogEntry:
 class Page(Generic[T]):
     items: list[T]
     cursor: str | None = None
+
+
+class ScheduleState(enum.StrEnum):
+    """What a schedule reports for the messages of its latest fire (spec 7.6)."""
+
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCESS = "SUCCESS"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A cron schedule and the template of the messages each fire publishes (spec 7)."""
+
+    id: str
+    account_id: str
+    cron: str
+    destination: str  # a URL or a URL-group name, verbatim
+    body: bytes
+    spec: DeliverySpec
+    created_ms: int
+    caller_ip: str = ""
+    delay_s: int = 0
+    queue_name: str | None = None
+    labels: tuple[str, ...] = ()
+    flow: FlowControl | None = None
+    paused: bool = False
+    last_fire_ms: int | None = None
+    next_fire_ms: int | None = None
+    last_states: dict[str, ScheduleState] = field(default_factory=dict)
+    error: str | None = None
+    version: int = 0  # changes on every overwrite or pause; a fire of a stale read is refused
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKeyInfo:
+    """The live state of one flow-control key (spec 11.7)."""
+
+    key: str
+    wait_list_size: int
+    parallelism_max: int
+    parallelism_count: int
+    rate_max: int
+    rate_count: int
+    rate_period_s: int
+    rate_period_start_ms: int
+    paused: bool
+    pinned_parallelism: bool
+    pinned_rate: bool

@@ -16,7 +16,7 @@ import orjson
 
 from homing.errors import InvalidRequest
 from homing.headers import PublishOptions
-from homing.models import DeliverySpec, Message, MessageKind, NewMessage
+from homing.models import DeliverySpec, Message, MessageKind, NewMessage, Schedule
 
 DEFAULT_RETRIES = 3
 NAME_RE = re.compile(r"[A-Za-z0-9\-_.]+")
@@ -191,3 +191,33 @@ def retry_from_dlq(
         flow=overrides.flow if "flow" in given else entry.flow,
         dedup_key=dedup_key(entry.url, overrides, entry.body),
     )
+
+
+def schedule_messages(
+    schedule: Schedule, targets: Sequence[Endpoint], *, now_ms: int, new_id: Callable[[], str]
+) -> list[NewMessage]:
+    """The messages one fire of `schedule` publishes: its template to each target, delayed by
+    the schedule's delay from the fire, into its queue if it names one (spec 7.6)."""
+    return [
+        NewMessage(
+            id=new_id(),
+            account_id=schedule.account_id,
+            url=target.url,
+            body=schedule.body,
+            spec=schedule.spec,
+            created_ms=now_ms,
+            not_before_ms=now_ms + schedule.delay_s * 1000,
+            caller_ip=schedule.caller_ip,
+            queue_name=schedule.queue_name,
+            topic_name=None if is_url(schedule.destination) else schedule.destination,
+            endpoint_name=target.name,
+            schedule_id=schedule.id,
+            labels=schedule.labels,
+            flow=schedule.flow,
+        )
+        for target in targets
+    ]
+
+
+def is_url(destination: str) -> bool:
+    return bool(_URL_PREFIX.match(destination))

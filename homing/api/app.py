@@ -18,7 +18,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from homing.api import dlq, keys, logs, messages, publish, queues, url_groups
+from homing.api import (
+    dlq,
+    flow_control,
+    keys,
+    logs,
+    messages,
+    publish,
+    queues,
+    schedules,
+    url_groups,
+)
 from homing.api.context import Services
 from homing.api.errors import EXCEPTION_HANDLERS
 from homing.api.http import JSON
@@ -30,6 +40,7 @@ from homing.delivery.outcome import Policy
 from homing.delivery.sender import Sender
 from homing.destinations import DestinationPolicy, ResolveFunc
 from homing.models import SigningKeys
+from homing.scheduler.loop import Scheduler
 from homing.storage import open_storage
 from homing.storage.base import Storage
 
@@ -102,6 +113,15 @@ ROUTES = [
     Route("/v2/topics/{group}", url_groups.delete_group, methods=["DELETE"]),
     Route("/v2/topics/{group}/endpoints", url_groups.upsert_endpoints, methods=["POST"]),
     Route("/v2/topics/{group}/endpoints", url_groups.remove_endpoints, methods=["DELETE"]),
+    Route("/v2/schedules", schedules.list_schedules, methods=["GET"]),
+    Route("/v2/schedules/{schedule_id}", schedules.get_schedule, methods=["GET"]),
+    Route("/v2/schedules/{schedule_id}", schedules.delete_schedule, methods=["DELETE"]),
+    Route("/v2/schedules/{schedule_id}/{action}", schedules.pause_resume, methods=["PATCH"]),
+    Route("/v2/schedules/{rest:path}", schedules.create_or_pause, methods=["POST"]),
+    Route("/v2/flowControl", flow_control.list_keys, methods=["GET"]),
+    Route("/v2/flowControl/{rest:path}", flow_control.get_key, methods=["GET"]),
+    Route("/v2/flowControl/{rest:path}", flow_control.act, methods=["POST"]),
+    Route("/v2/globalParallelism", flow_control.global_parallelism, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
@@ -153,21 +173,25 @@ def create_app(
                 ),
             ),
         )
+        scheduler = Scheduler(store, clock, grace_ms=settings.schedule_grace_ms)
         try:
             await seed_accounts(store, settings, clock.now_ms())
             await sender.start()
             await engine.recover()
             await engine.start()
+            await scheduler.start()
             services = Services(
                 settings=settings,
                 storage=store,
                 engine=engine,
                 clock=clock,
                 policy=DestinationPolicy(allow_private=settings.allow_private_destinations),
+                scheduler=scheduler,
             )
             app.state.services = services
             yield {"services": services}
         finally:
+            await scheduler.stop()
             await engine.stop()
             await sender.close()
             await store.close()

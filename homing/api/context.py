@@ -13,6 +13,7 @@ from homing.delivery.engine import DeliveryEngine
 from homing.destinations import DestinationPolicy
 from homing.errors import ReadOnlyToken, Unauthorized
 from homing.models import Principal
+from homing.scheduler.loop import Scheduler
 from homing.storage.base import Storage
 
 # How long a token lookup is reused: the publish path should not pay a store round trip for
@@ -27,6 +28,7 @@ class Services:
     engine: DeliveryEngine
     clock: Clock
     policy: DestinationPolicy
+    scheduler: Scheduler
     _tokens: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
 
     async def principal(self, request: Request, *, write: bool) -> Principal:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from homing.models import (
     AttemptOutcome,
     Claimed,
+    FlowKeyInfo,
     InsertResult,
     LogEntry,
     Message,
@@ -26,6 +27,7 @@ from homing.models import (
     NewMessage,
     Page,
     Principal,
+    Schedule,
     SigningKeys,
 )
 from homing.publish import Endpoint
@@ -278,6 +280,105 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def delete_url_group(self, account_id: str, name: str) -> None: ...
+
+    # -- schedules --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def upsert_schedule(self, schedule: Schedule) -> None:
+        """Create the schedule, or replace every field of the one with the same id (keeping
+        its creation time)."""
+
+    @abc.abstractmethod
+    async def get_schedule(self, account_id: str, schedule_id: str) -> Schedule | None:
+        """The schedule with `last_states` of the messages of its latest fire."""
+
+    @abc.abstractmethod
+    async def list_schedules(self, account_id: str) -> list[Schedule]: ...
+
+    @abc.abstractmethod
+    async def delete_schedule(self, account_id: str, schedule_id: str) -> bool:
+        """Delete; it never fires afterwards. False when it did not exist."""
+
+    @abc.abstractmethod
+    async def set_schedule_paused(
+        self, account_id: str, schedule_id: str, *, paused: bool, next_fire_ms: int | None
+    ) -> bool:
+        """Pause or resume (with the next fire time counted from now). False when unknown."""
+
+    @abc.abstractmethod
+    async def due_schedules(self, *, now_ms: int, limit: int) -> list[Schedule]:
+        """Schedules that are not paused and whose next fire time has come."""
+
+    @abc.abstractmethod
+    async def next_schedule_ms(self) -> int | None:
+        """The earliest next fire time of any schedule that is not paused."""
+
+    @abc.abstractmethod
+    async def record_fire(
+        self,
+        schedule: Schedule,
+        *,
+        tick_ms: int | None,
+        messages: Sequence[NewMessage],
+        next_fire_ms: int | None,
+        error: str | None,
+        now_ms: int,
+    ) -> bool:
+        """Record one fire of `schedule` at `tick_ms` and insert its messages, atomically.
+
+        Exactly one fire per (schedule, tick) is ever recorded: a second call for the same tick
+        (another node, a retry) inserts nothing and returns False. Nothing is inserted either
+        if the schedule was deleted, paused or replaced since it was read. `tick_ms` None
+        records no fire and only moves the next fire time (a tick skipped as too old)."""
+
+    async def db_now_ms(self) -> int | None:
+        """The database's clock, where the store has one that all nodes share; None otherwise.
+        Schedule decisions use it so that a skewed node clock neither fires early nor twice."""
+        return None
+
+    # -- flow control -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def get_flow_key(self, account_id: str, key: str, *, now_ms: int) -> FlowKeyInfo | None:
+        """A key's configuration and live counts; it exists from the first publish using it."""
+
+    @abc.abstractmethod
+    async def list_flow_keys(
+        self, account_id: str, *, search: str | None, now_ms: int
+    ) -> list[FlowKeyInfo]: ...
+
+    @abc.abstractmethod
+    async def set_flow_paused(
+        self, account_id: str, key: str, *, paused: bool, now_ms: int
+    ) -> bool:
+        """A paused key starts no deliveries; its messages wait. False when unknown."""
+
+    @abc.abstractmethod
+    async def pin_flow(
+        self,
+        account_id: str,
+        key: str,
+        *,
+        parallelism: int | None,
+        rate: int | None,
+        period_s: int | None,
+        now_ms: int,
+    ) -> bool:
+        """Fix parallelism and/or rate (+period) against changes by new messages; pinning the
+        rate restarts its window. False when unknown."""
+
+    @abc.abstractmethod
+    async def unpin_flow(
+        self, account_id: str, key: str, *, parallelism: bool, rate: bool
+    ) -> bool: ...
+
+    @abc.abstractmethod
+    async def reset_flow_rate(self, account_id: str, key: str, *, now_ms: int) -> bool:
+        """Rate count to 0 and a new window from now."""
+
+    @abc.abstractmethod
+    async def active_count(self, account_id: str) -> int:
+        """Deliveries of the account in flight right now (global parallelism)."""
 
     # -- housekeeping -----------------------------------------------------------------------
 

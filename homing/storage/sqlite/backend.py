@@ -40,7 +40,10 @@ from homing.storage import codec
 from homing.storage.base import QueueInfo, Storage, UrlGroup
 from homing.storage.queries import load_migrations, load_queries
 from homing.storage.sqlite.connection import Readers, Writer
+from homing.storage.sqlite import flow
 from homing.storage.sqlite.filters import message_where
+from homing.storage.sqlite.flow import FlowControlStore
+from homing.storage.sqlite.schedules import ScheduleStore
 
 Q = load_queries("homing.storage.sqlite")
 COLUMNS = (
@@ -49,8 +52,10 @@ COLUMNS = (
     "cancel_requested, dlq_id, dlq_ms, last_response, final_ms"
 )
 M_COLUMNS = ", ".join("m." + c.strip() for c in COLUMNS.split(","))
-CLAIM = Q["claim"].replace("{columns}", COLUMNS)
-PENDING = ("queued", "ready")
+CLAIM = (
+    "UPDATE messages SET state = 'active', lease_owner = ?, lease_until = ?, lease_token = ? "
+    "WHERE seq IN ({seqs}) RETURNING " + COLUMNS
+)
 
 
 def _message(row: Sequence[Any]) -> Message:
@@ -84,7 +89,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class SqliteStorage(Storage):
+class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
     single_node = True
 
     def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
@@ -259,6 +264,8 @@ class SqliteStorage(Storage):
             else:
                 state = "ready"
                 earliest = m.not_before_ms if earliest is None else min(earliest, m.not_before_ms)
+            if m.flow is not None:
+                flow.upsert_key(conn, m.account_id, m.flow, now_ms)
             host, path = codec.url_parts(m.url)
             rows.append(
                 (
@@ -337,7 +344,8 @@ class SqliteStorage(Storage):
             params = list(message_ids)
         sql = (
             "SELECT m.id, m.state, m.queue_slot FROM messages m WHERE m.account_id = ? AND "
-            "(m.state IN ('queued', 'ready') OR (m.state = 'active' AND m.cancel_requested = 0))"
+            "(m.state IN ('queued', 'ready', 'waiting') "
+            "OR (m.state = 'active' AND m.cancel_requested = 0))"
             + (f" AND {where}" if where else "")
             + " ORDER BY m.seq"
             + (" LIMIT ?" if limit is not None else "")
@@ -374,23 +382,48 @@ class SqliteStorage(Storage):
 
     # -- delivery ---------------------------------------------------------------------------
 
+    def _claim(
+        self, conn: sqlite3.Connection, now_ms: int, limit: int, node_id: str, lease: int, token: int
+    ) -> list[Any]:
+        flow.promote_unblocked(conn, now_ms)
+        candidates = conn.execute(Q["claim_candidates"], (now_ms, limit)).fetchall()
+        chosen = [seq for seq, _, key in candidates if key is None]
+        by_key: dict[tuple[str, str], list[int]] = {}
+        for seq, account_id, key in candidates:
+            if key is not None:
+                by_key.setdefault((account_id, key), []).append(seq)
+        for (account_id, key), seqs in by_key.items():
+            cap, blocked_until = flow.capacity(conn, account_id, key, now_ms)
+            take = seqs[:cap]
+            chosen.extend(take)
+            if take:
+                flow.started(conn, account_id, key, len(take))
+            if len(seqs) > len(take):
+                flow.hold(conn, seqs[len(take) :], account_id, key, blocked_until)
+        if not chosen:
+            return []
+        sql = CLAIM.replace("{seqs}", ",".join("?" * len(chosen)))
+        claimed = conn.execute(sql, (node_id, now_ms + lease, token, *chosen)).fetchall()
+        self._log(conn, [(r[1], r[0], now_ms, LogState.ACTIVE, None) for r in claimed])
+        return claimed
+
     async def claim_due(
         self, *, now_ms: int, limit: int, node_id: str, lease_ms: int
     ) -> list[Claimed]:
         token = secrets.randbits(62)
-
-        def run(conn: sqlite3.Connection) -> list[Any]:
-            rows = conn.execute(CLAIM, (node_id, now_ms + lease_ms, token, now_ms, limit))
-            claimed = rows.fetchall()
-            self._log(conn, [(r[1], r[0], now_ms, LogState.ACTIVE, None) for r in claimed])
-            return claimed
-
-        rows = await self._writer.call(run)
+        rows = await self._writer.call(
+            lambda conn: self._claim(conn, now_ms, limit, node_id, lease_ms, token)
+        )
         return [Claimed(_message(row), token) for row in rows]
 
     async def next_due_ms(self) -> int | None:
-        row = await self._read(lambda c: c.execute(Q["next_due"]).fetchone())
-        return None if row is None else row[0]
+        def run(conn: sqlite3.Connection) -> int | None:
+            due = conn.execute(Q["next_due"]).fetchone()[0]
+            unblock = flow.next_unblock_ms(conn)
+            return min((t for t in (due, unblock) if t is not None), default=None)
+
+        found: int | None = await self._read(run)
+        return found
 
     async def renew_leases(self, node_id: str, *, until_ms: int) -> int:
         count: int = await self._writer.call(
@@ -402,7 +435,7 @@ class SqliteStorage(Storage):
         target = conn.execute(Q["outcome_target"], (o.message_id, o.lease_token)).fetchone()
         if target is None:
             return False, None  # fenced: the lease expired and someone else owns the message
-        account_id, cancel_requested, slot = target
+        account_id, cancel_requested, slot, flow_key = target
         response = codec.encode_response(o.response)
         t = o.finished_ms
         events: list[tuple[str, str, int, LogState, dict[str, Any] | None]] = []
@@ -454,6 +487,8 @@ class SqliteStorage(Storage):
             _, due = self._insert(conn, o.new_messages, t, 0)
             if due is not None:
                 earliest = due if earliest is None else min(earliest, due)
+        if flow_key is not None and flow.promote(conn, account_id, flow_key, t):
+            earliest = t if earliest is None else min(earliest, t)
         if slot and (o.kind is not OutcomeKind.RETRY or cancel_requested):
             due = self._admit(conn, account_id, slot)
             if due is not None:
@@ -637,7 +672,7 @@ class SqliteStorage(Storage):
         row = conn.execute(
             "SELECT name, parallelism, paused, created_ms, updated_ms, "
             "(SELECT count(*) FROM messages m WHERE m.account_id = q.account_id "
-            " AND m.queue_name = q.name AND m.state IN ('queued', 'ready', 'active')) "
+            " AND m.queue_name = q.name AND m.state IN ('queued', 'ready', 'waiting', 'active')) "
             "FROM queues q WHERE account_id = ? AND name = ?",
             (account_id, name),
         ).fetchone()
@@ -703,7 +738,7 @@ class SqliteStorage(Storage):
         def run(conn: sqlite3.Connection) -> None:
             rows = conn.execute(
                 "UPDATE messages SET state = 'canceled', final_ms = ?, due_ms = NULL "
-                "WHERE account_id = ? AND queue_name = ? AND state IN ('queued', 'ready') "
+                "WHERE account_id = ? AND queue_name = ? AND state IN ('queued', 'ready', 'waiting') "
                 "RETURNING id",
                 (now_ms, account_id, name),
             ).fetchall()

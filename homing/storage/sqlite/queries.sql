@@ -22,7 +22,7 @@ SELECT parallelism, paused FROM queues WHERE account_id = ? AND name = ?
 
 -- name: queue_busy
 SELECT count(*) FROM messages
-WHERE account_id = ? AND queue_slot = ? AND state IN ('ready', 'active')
+WHERE account_id = ? AND queue_slot = ? AND state IN ('ready', 'waiting', 'active')
 
 -- name: admit_queued
 UPDATE messages SET state = 'ready'
@@ -35,15 +35,11 @@ RETURNING due_ms
 
 -- name: demote_ready
 UPDATE messages SET state = 'queued'
-WHERE account_id = ? AND queue_name = ? AND state = 'ready'
+WHERE account_id = ? AND queue_name = ? AND state IN ('ready', 'waiting')
 
--- name: claim
-UPDATE messages
-SET state = 'active', lease_owner = ?, lease_until = ?, lease_token = ?
-WHERE seq IN (
-    SELECT seq FROM messages WHERE state = 'ready' AND due_ms <= ? ORDER BY due_ms LIMIT ?
-)
-RETURNING {columns}
+-- name: claim_candidates
+SELECT seq, account_id, flow_key FROM messages
+WHERE state = 'ready' AND due_ms <= ? ORDER BY due_ms LIMIT ?
 
 -- name: next_due
 SELECT min(due_ms) FROM messages WHERE state = 'ready'
@@ -52,7 +48,7 @@ SELECT min(due_ms) FROM messages WHERE state = 'ready'
 UPDATE messages SET lease_until = ? WHERE state = 'active' AND lease_owner = ?
 
 -- name: outcome_target
-SELECT account_id, cancel_requested, queue_slot FROM messages
+SELECT account_id, cancel_requested, queue_slot, flow_key FROM messages
 WHERE id = ? AND state = 'active' AND lease_token = ?
 
 -- name: mark_delivered

@@ -1,0 +1,120 @@
+"""Small helpers shared by the benchmark's processes (orchestrator, load generator, sink)."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# The public token of the QStash development server's first user, which `homing dev` seeds.
+DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
+LOOPBACK = "127.0.0.1"
+MIB = 1024 * 1024
+
+
+def body_of(size: int) -> bytes:
+    """A JSON body of exactly `size` bytes (size >= 16), like a small webhook payload."""
+    head, tail = b'{"payload":"', b'"}'
+    filler = size - len(head) - len(tail)
+    if filler < 0:
+        raise ValueError(f"body size {size} is too small")
+    return head + b"x" * filler + tail
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the small race is fine on a bench box)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (p in 0..100)."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return float(sorted_values[min(rank, len(sorted_values)) - 1])
+
+
+def distribution(values: Sequence[float]) -> dict[str, float]:
+    """min / p50 / p99 / max / mean of a sample (NaN everywhere for an empty one)."""
+    ordered = sorted(values)
+    if not ordered:
+        return {k: math.nan for k in ("min", "p50", "p90", "p99", "max", "mean")} | {"n": 0}
+    return {
+        "n": len(ordered),
+        "min": float(ordered[0]),
+        "p50": percentile(ordered, 50),
+        "p90": percentile(ordered, 90),
+        "p99": percentile(ordered, 99),
+        "max": float(ordered[-1]),
+        "mean": statistics.fmean(ordered),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """A figure over repetitions: min / median / max."""
+
+    min: float
+    median: float
+    max: float
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        clean = [v for v in values if not math.isnan(v)]
+        if not clean:
+            return cls(math.nan, math.nan, math.nan, tuple(values))
+        return cls(min(clean), statistics.median(clean), max(clean), tuple(values))
+
+    def as_dict(self) -> dict[str, object]:
+        return {"min": self.min, "median": self.median, "max": self.max, "values": self.values}
+
+
+# -- /proc readers (Linux only; the bench targets Linux) ---------------------------------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, from /proc/<pid>/status, in bytes."""
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                out[key] = int(rest.split()[0]) * 1024  # the kernel reports kB
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        raw = f.read()
+    # The command name may contain spaces: fields start after the closing parenthesis.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / _CLOCK_TICKS
+
+
+def dir_size(path: str) -> dict[str, Any]:
+    """Apparent and allocated size of every file under `path`, plus a per-file breakdown."""
+    apparent = allocated = 0
+    files: dict[str, int] = {}
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            try:
+                st = os.stat(full)
+            except FileNotFoundError:
+                continue
+            apparent += st.st_size
+            allocated += st.st_blocks * 512
+            files[os.path.relpath(full, path)] = st.st_size
+    return {"apparent": apparent, "allocated": allocated, "files": files}
