@@ -98,8 +98,18 @@ class Child:
             self._log = None
 
 
-def homing_command() -> list[str]:
-    """The `homing` console script next to this interpreter (the venv's), else `-m homing`."""
+def homing_command(switch_interval_s: float | None = None) -> list[str]:
+    """The `homing` console script next to this interpreter (the venv's), else `-m homing`.
+
+    With `switch_interval_s`, Homing runs under `sys.setswitchinterval(...)` instead: a
+    diagnostic knob for GIL hand-over between the event loop and the SQLite writer thread.
+    """
+    if switch_interval_s is not None:
+        code = (
+            f"import sys; sys.setswitchinterval({switch_interval_s!r}); "
+            "from homing.cli import main; main(sys.argv[1:])"
+        )
+        return [PYTHON, "-c", code]
     script = Path(PYTHON).parent / "homing"
     if script.exists():
         return [str(script)]
@@ -153,11 +163,12 @@ async def start_homing(
     label: str,
     database_url: str | None = None,
     extra_args: Sequence[str] = (),
+    switch_interval_s: float | None = None,
 ) -> Homing:
     """`homing dev` on a fresh data dir (and the given database, if any)."""
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix=f"homing-{label}-", dir=data_root))
-    argv = [*homing_command(), "dev", "--port", str(port), "--data-dir", str(data_dir)]
+    argv = [*homing_command(switch_interval_s), "dev", "--port", str(port), "--data-dir", str(data_dir)]
     if database_url:
         argv += ["--database", database_url]
     argv += list(extra_args)

@@ -1,21 +1,101 @@
-"""The `homing` command: `homing dev` for a laptop, `homing serve` for production.
+"""The `homing` command.
 
-Every flag has an environment variable (shown in `--help`); an explicit flag wins over the
-environment, which wins over the mode's defaults.
+    homing dev        local development: embedded SQLite, the QStash dev users, localhost allowed
+    homing serve      production: needs a token, refuses private destinations
+    homing migrate    apply schema migrations and exit
+    homing tokens     create, list and revoke API tokens in the store
+    homing import     copy schedules, URL groups and queues from a QStash-compatible API
+    homing config-reference   print the settings reference (docs/configuration.md)
+
+Every server setting is one row of `SERVER_OPTIONS`: the flag, its environment variable, its
+defaults and its help. `--help` and the configuration reference are generated from that table,
+so they cannot drift. An explicit flag wins over the environment, which wins over the defaults.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
+import asyncio
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from homing import __version__
-from homing.config import AccountSeed, Settings, account_for_token, dev_accounts
-from homing.headers import Limits
+
+CONSOLE_HINT = "open {base}/console"
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    env: str
+    help: str
+    dev: str  # default in `homing dev`, as shown
+    serve: str  # default in `homing serve`
+    kind: Callable[[str], Any] = str
+    is_switch: bool = False
+    repeat: bool = False
+
+
+SERVER_OPTIONS = (
+    Option("--host", "HOMING_HOST", "address to listen on", "127.0.0.1", "0.0.0.0"),
+    Option("--port", "HOMING_PORT", "port to listen on", "8080", "8080", int),
+    Option("--data-dir", "HOMING_DATA_DIR", "folder for everything Homing writes", ".homing", ".homing"),
+    Option(
+        "--database",
+        "HOMING_DATABASE_URL",
+        "store: sqlite:///relative/path, sqlite:////absolute/path or postgresql://user@host/db",
+        "sqlite:///<data-dir>/homing.db",
+        "sqlite:///<data-dir>/homing.db",
+    ),
+    Option(
+        "--token",
+        "HOMING_TOKEN",
+        "API token of the operator's account; repeat the flag (or separate with commas) for "
+        "several tokens of that account",
+        "(the dev users)",
+        "required",
+        repeat=True,
+    ),
+    Option("--current-signing-key", "HOMING_CURRENT_SIGNING_KEY", "current signing key of the --token account", "-", "required with --token"),
+    Option("--next-signing-key", "HOMING_NEXT_SIGNING_KEY", "next signing key of the --token account", "-", "required with --token"),
+    Option(
+        "--allow-private-destinations",
+        "HOMING_ALLOW_PRIVATE_DESTINATIONS",
+        "deliver to loopback, private and link-local addresses",
+        "on",
+        "off",
+        is_switch=True,
+    ),
+    Option("--max-body-size", "HOMING_MAX_BODY_SIZE", "largest message body, in bytes", "10485760", "10485760", int),
+    Option("--shutdown-timeout", "HOMING_SHUTDOWN_TIMEOUT", "seconds that attempts in flight get to finish on SIGTERM", "8", "8", float),
+    Option("--concurrency", "HOMING_CONCURRENCY", "attempts in flight at once (per node)", "512", "512", int),
+    Option("--schedule-grace", "HOMING_SCHEDULE_GRACE", "seconds a missed cron tick may be late and still fire (once)", "3600", "3600", int),
+    Option("--metrics-path", "HOMING_METRICS_PATH", "where Prometheus metrics are served; 'off' disables them", "/metrics", "/metrics"),
+    Option("--metrics-token", "HOMING_METRICS_TOKEN", "if set, /metrics requires 'Authorization: Bearer <token>'", "-", "-"),
+    Option(
+        "--allow-unsafe-durability",
+        "HOMING_ALLOW_UNSAFE_DURABILITY",
+        "start even if PostgreSQL runs with fsync=off (dev only warns)",
+        "on",
+        "off",
+        is_switch=True,
+    ),
+    Option("--log-format", "HOMING_LOG_FORMAT", "text or json (one JSON object per line)", "text", "json"),
+    Option("--log-level", "HOMING_LOG_LEVEL", "debug, info, warning or error", "info", "info"),
+)  # fmt: skip
+DEV_ONLY = (
+    Option(
+        "--backoff-scale",
+        "HOMING_BACKOFF_SCALE",
+        "multiply the default retry backoff (0.01 turns 12 s into 120 ms)",
+        "1",
+        "-",
+        float,
+    ),
+)
+STORE_OPTIONS = ("--data-dir", "--database")
 
 
 def _env_bool(value: str) -> bool:
@@ -27,115 +107,90 @@ def _env_bool(value: str) -> bool:
     raise SystemExit(f"homing: expected a boolean, got {value!r}")
 
 
-class _EnvDefault(argparse.Action):
-    """An option that falls back to an environment variable, named in the help text."""
-
-    def __init__(self, *args: Any, envvar: str, environ: Mapping[str, str], **kwargs: Any) -> None:
-        self.envvar = envvar
-        kwargs["help"] = f"{kwargs.get('help', '')} (env: {envvar})"
-        if envvar in environ:
-            raw = environ[envvar]
-            kind = kwargs.get("type")
-            if kwargs.get("nargs") == 0:
-                kwargs["default"] = _env_bool(raw)
-            else:
-                kwargs["default"] = kind(raw) if kind else raw
-        super().__init__(*args, **kwargs)
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
-        setattr(namespace, self.dest, True if self.nargs == 0 else values)
-
-
-def _common(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    def add(*names: str, envvar: str, **kw: Any) -> None:
-        parser.add_argument(*names, action=_EnvDefault, envvar=envvar, environ=environ, **kw)
-
-    add("--host", envvar="HOMING_HOST", help="address to listen on")
-    add("--port", envvar="HOMING_PORT", type=int, help="port to listen on (default 8080)")
-    add(
-        "--data-dir",
-        envvar="HOMING_DATA_DIR",
-        help="folder for everything Homing writes (default ./.homing)",
-    )
-    add(
-        "--database",
-        envvar="HOMING_DATABASE_URL",
-        help="sqlite:///path (default <data-dir>/homing.db)",
-    )
-    add(
-        "--token",
-        envvar="HOMING_TOKEN",
-        help="an API token; adds an account with the two signing keys",
-    )
-    add(
-        "--current-signing-key",
-        envvar="HOMING_CURRENT_SIGNING_KEY",
-        help="current signing key of --token's account",
-    )
-    add(
-        "--next-signing-key",
-        envvar="HOMING_NEXT_SIGNING_KEY",
-        help="next signing key of --token's account",
-    )
-    add(
-        "--allow-private-destinations",
-        envvar="HOMING_ALLOW_PRIVATE_DESTINATIONS",
-        nargs=0,
-        help="allow loopback, private and link-local destinations (on in dev)",
-    )
-    add(
-        "--max-body-size",
-        envvar="HOMING_MAX_BODY_SIZE",
-        type=int,
-        help="largest message body in bytes (default 10 MiB)",
-    )
-    add(
-        "--shutdown-timeout",
-        envvar="HOMING_SHUTDOWN_TIMEOUT",
-        type=float,
-        help="seconds to let attempts in flight finish on SIGTERM (default 8)",
-    )
-    add(
-        "--log-level",
-        envvar="HOMING_LOG_LEVEL",
-        help="debug, info, warning or error (default info)",
-    )
+def _add(parser: argparse.ArgumentParser, option: Option, environ: Mapping[str, str]) -> None:
+    help_text = f"{option.help} (env: {option.env})"
+    raw = environ.get(option.env)
+    dest = option.flag.lstrip("-").replace("-", "_")
+    if option.is_switch:
+        default = None if raw is None else _env_bool(raw)
+        parser.add_argument(
+            option.flag,
+            dest=dest,
+            action="store_const",
+            const=True,
+            default=default,
+            help=help_text,
+        )
+    elif option.repeat:
+        default_list = [t.strip() for t in raw.split(",") if t.strip()] if raw else None
+        parser.add_argument(option.flag, dest=dest, action="append", default=None, help=help_text)
+        parser.set_defaults(**{dest + "_env": default_list})
+    else:
+        default = None if raw is None else option.kind(raw)
+        parser.add_argument(
+            option.flag, dest=dest, type=option.kind, default=default, help=help_text
+        )
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="homing", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="homing", description="A self-hosted, QStash-compatible message queue."
+    )
     parser.add_argument("--version", action="version", version=f"homing {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    dev = sub.add_parser(
-        "dev", help="local development: embedded SQLite, dev users, localhost allowed"
+    for name, help_text in (
+        ("dev", "local development: embedded SQLite, the QStash dev users, localhost allowed"),
+        ("serve", "production: requires a token, refuses private destinations"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        for option in SERVER_OPTIONS + (DEV_ONLY if name == "dev" else ()):
+            _add(cmd, option, environ)
+    store_options = [o for o in SERVER_OPTIONS if o.flag in STORE_OPTIONS]
+    migrate = sub.add_parser("migrate", help="apply schema migrations to the store and exit")
+    for option in store_options:
+        _add(migrate, option, environ)
+    tokens = sub.add_parser("tokens", help="manage API tokens")
+    tsub = tokens.add_subparsers(dest="tokens_command", required=True)
+    create = tsub.add_parser(
+        "create", help="create a token (a new account, or another token of one)"
     )
-    _common(dev, environ)
-    dev.add_argument(
-        "--backoff-scale",
-        action=_EnvDefault,
-        envvar="HOMING_BACKOFF_SCALE",
-        environ=environ,
-        type=float,
-        help="multiply the default retry backoff (e.g. 0.01 for 120 ms instead of 12 s; default 1)",
+    create.add_argument("--account", required=True, help="account id (created if new)")
+    create.add_argument("--read-only", action="store_true", help="the token may only read")
+    create.add_argument("--name", help="a unique name to find and revoke the token by")
+    tlist = tsub.add_parser("list", help="list tokens (never the tokens themselves)")
+    revoke = tsub.add_parser("revoke", help="revoke a token by id or name, at once on every node")
+    revoke.add_argument("token", metavar="ID|NAME")
+    for cmd in (create, tlist, revoke):
+        for option in store_options:
+            _add(cmd, option, environ)
+    imp = sub.add_parser(
+        "import", help="copy schedules, URL groups and queues from a QStash-compatible API"
     )
-    serve = sub.add_parser(
-        "serve", help="production: requires a token, refuses private destinations"
+    imp.add_argument(
+        "--from-url", required=True, help="source base URL, e.g. https://qstash.upstash.io"
     )
-    _common(serve, environ)
+    imp.add_argument("--from-token", required=True)
+    imp.add_argument("--to-url", required=True, help="Homing base URL")
+    imp.add_argument("--to-token", required=True)
+    imp.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    sub.add_parser("config-reference", help="print the settings reference as Markdown")
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from homing.config import Settings, dev_accounts, operator_accounts
+    from homing.headers import Limits
+
     dev = args.command == "dev"
-    accounts: list[AccountSeed] = list(dev_accounts()) if dev else []
-    if args.token:
+    accounts = list(dev_accounts()) if dev else []
+    tokens = args.token or getattr(args, "token_env", None) or []
+    if tokens:
         if not (args.current_signing_key and args.next_signing_key):
             raise SystemExit("homing: --token needs --current-signing-key and --next-signing-key")
-        accounts.append(
-            account_for_token(args.token, args.current_signing_key, args.next_signing_key)
-        )
+        accounts += operator_accounts(tokens, args.current_signing_key, args.next_signing_key)
     elif not dev:
         raise SystemExit("homing serve: configure a token with --token (or HOMING_TOKEN)")
+    metrics_path = args.metrics_path or "/metrics"
     return Settings(
         mode=args.command,
         host=args.host or ("127.0.0.1" if dev else "0.0.0.0"),
@@ -147,15 +202,31 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_body_size=args.max_body_size or 10 * 1024 * 1024,
         limits=Limits(),
         shutdown_timeout_s=8.0 if args.shutdown_timeout is None else args.shutdown_timeout,
+        concurrency=args.concurrency or 512,
+        schedule_grace_ms=(3600 if args.schedule_grace is None else args.schedule_grace) * 1000,
         backoff_scale=getattr(args, "backoff_scale", None) or 1.0,
+        metrics_path="" if metrics_path == "off" else metrics_path,
+        metrics_token=args.metrics_token,
+        allow_unsafe_durability=dev or bool(args.allow_unsafe_durability),
+        log_format=args.log_format or ("text" if dev else "json"),
     )
 
 
-def banner(settings: Settings) -> str:
-    base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
+def store_url(args: argparse.Namespace) -> str:
+    import os
+
+    if args.database:
+        return str(args.database)
+    return "sqlite:///" + os.path.join(args.data_dir or ".homing", "homing.db")
+
+
+def banner(settings: Any) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    base = f"http://{host}:{settings.port}"
     lines = [
         f"Homing {__version__} ({settings.mode}) listening on {base}",
-        f"  store: {settings.store_url}",
+        f"  store:   {settings.store_url}",
+        f"  console: {base}/console",
     ]
     if settings.mode == "dev":
         user = settings.accounts[0]
@@ -176,16 +247,110 @@ def banner(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def config_reference() -> str:
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated by `homing config-reference` from the option table in `homing/cli.py`;",
+        "a test fails when this file and the code disagree.",
+        "",
+        "| flag | environment variable | `dev` default | `serve` default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for o in SERVER_OPTIONS + DEV_ONLY:
+        lines.append(f"| `{o.flag}` | `{o.env}` | {o.dev} | {o.serve} | {o.help} |")
+    lines += [
+        "",
+        "`--backoff-scale` exists only in `homing dev`. An explicit flag wins over its environment",
+        "variable, which wins over the defaults of the mode. Switches take `1/true/yes/on` or",
+        "`0/false/no/off` in the environment.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def _tokens(args: argparse.Namespace) -> int:
+    from homing import ids
+    from homing.clock import SystemClock
+    from homing.models import SigningKeys
+    from homing.storage import open_storage
+
+    storage = open_storage(store_url(args), exclusive=False)
+    await storage.open()
+    try:
+        now = SystemClock().now_ms()
+        if args.tokens_command == "create":
+            token = ids.token()
+            info = await storage.create_token(
+                args.account,
+                token,
+                name=args.name,
+                read_only=args.read_only,
+                now_ms=now,
+                new_keys=SigningKeys(ids.signing_key(), ids.signing_key()),
+            )
+            mode = "read-only" if info.read_only else "read-write"
+            print(f"created {mode} token {info.id} for account {info.account_id}")
+            print("token (shown once, store it now):")
+            print(token)
+        elif args.tokens_command == "list":
+            print(f"{'id':22} {'account':24} {'name':16} {'access':10} state")
+            for t in await storage.list_tokens():
+                state = "revoked" if t.revoked_ms else "active"
+                access = "read-only" if t.read_only else "read-write"
+                print(f"{t.id:22} {t.account_id:24} {t.name or '-':16} {access:10} {state}")
+        else:
+            revoked = await storage.revoke_token(args.token, now_ms=now)
+            if revoked is None:
+                print(f"no active token with id or name {args.token!r}", file=sys.stderr)
+                return 1
+            print(f"revoked {revoked.id} ({revoked.account_id})")
+        return 0
+    finally:
+        await storage.close()
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    from homing.storage import open_storage
+
+    storage = open_storage(store_url(args), exclusive=False)
+    await storage.open()
+    await storage.close()
+    print(f"migrated {store_url(args)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    import os
+
     environ = os.environ if environ is None else environ
     args = build_parser(environ).parse_args(argv)
-    settings = settings_from_args(args)
-    level = (args.log_level or "info").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(banner(settings), flush=True)
+    if args.command == "config-reference":
+        print(config_reference(), end="")
+        return
+    if args.command == "migrate":
+        raise SystemExit(asyncio.run(_migrate(args)))
+    if args.command == "tokens":
+        raise SystemExit(asyncio.run(_tokens(args)))
+    if args.command == "import":
+        from homing.importer import run_import
+
+        raise SystemExit(
+            run_import(
+                from_url=args.from_url,
+                from_token=args.from_token,
+                to_url=args.to_url,
+                to_token=args.to_token,
+                dry_run=args.dry_run,
+            )
+        )
+    from homing.logs import configure_logging
     from homing.server import serve
 
-    serve(settings, log_level=level.lower())
+    settings = settings_from_args(args)
+    configure_logging(args.log_level or "info", settings.log_format)
+    print(banner(settings), flush=True)
+    serve(settings, log_level=(args.log_level or "info").lower())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Tests pass a `ManualClock` and move time forward instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Protocol
 
@@ -26,10 +27,8 @@ class SystemClock:
         delay = (when_ms - self.now_ms()) / 1000
         if delay <= 0 or wake.is_set():
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=delay)
-        except TimeoutError:
-            pass
         # asyncio timers may fire a little before the wall clock reaches the deadline; never
         # return early, or a delayed message would be claimed "not yet due" and wait a poll.
         rest = when_ms - self.now_ms()

@@ -61,10 +61,11 @@ def dev_accounts() -> tuple[AccountSeed, ...]:
     return tuple(seeds)
 
 
-def account_for_token(token: str, current_key: str, next_key: str) -> AccountSeed:
-    """An operator-given token: its account id is derived from it, so it is stable."""
-    digest = hashlib.sha256(token.encode()).hexdigest()[:16]
-    return AccountSeed("acct_" + digest, token, current_key, next_key)
+def operator_accounts(tokens: list[str], current_key: str, next_key: str) -> list[AccountSeed]:
+    """The operator's account, with every given token. Its id derives from the first token so
+    that it is stable across restarts."""
+    account_id = "acct_" + hashlib.sha256(tokens[0].encode()).hexdigest()[:16]
+    return [AccountSeed(account_id, token, current_key, next_key) for token in tokens]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,10 @@ class Settings:
     backoff_scale: float = 1.0
     concurrency: int = 512
     sqlite_synchronous: str = "FULL"
+    metrics_path: str = "/metrics"  # "" turns the endpoint off
+    metrics_token: str | None = None  # when set, /metrics needs `Authorization: Bearer <it>`
+    log_format: str = "text"
+    allow_unsafe_durability: bool = True  # serve: refuse PostgreSQL with fsync=off unless set
 
     @property
     def store_url(self) -> str:

@@ -235,6 +235,18 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A stored API token, without the token itself (only its hash is kept)."""
+
+    id: str
+    account_id: str
+    name: str | None
+    read_only: bool
+    created_ms: int
+    revoked_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageFilter:
     """Filters shared by logs, DLQ and bulk cancel (spec 1.7). Values of one field are OR-ed."""
 

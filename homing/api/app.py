@@ -8,6 +8,7 @@ storage, clock and resolver.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from homing.api import (
@@ -35,10 +36,12 @@ from homing.api.http import JSON
 from homing.api.openapi import openapi_document
 from homing.clock import Clock, SystemClock
 from homing.config import Settings
+from homing.console.app import create_console
 from homing.delivery.engine import DeliveryEngine, EngineSettings
 from homing.delivery.outcome import Policy
 from homing.delivery.sender import Sender
 from homing.destinations import DestinationPolicy, ResolveFunc
+from homing.metrics import Metrics
 from homing.models import SigningKeys
 from homing.scheduler.loop import Scheduler
 from homing.storage import open_storage
@@ -79,6 +82,17 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:
         return JSON({"status": "unavailable", "error": str(exc)}, status_code=503)
     return JSON({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    svc: Services = request.state.services
+    expected = svc.settings.metrics_token
+    if expected and not hmac.compare_digest(
+        request.headers.get("authorization", "").encode(), f"Bearer {expected}".encode()
+    ):
+        return JSON({"error": "metrics need the metrics token"}, status_code=401)
+    body = await svc.metrics.render(svc.storage)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 async def openapi(request: Request) -> Response:
@@ -154,6 +168,7 @@ def create_app(
             settings.store_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         await store.open()
+        registry = Metrics()
         sender = Sender(
             allow_private=settings.allow_private_destinations,
             max_timeout_s=settings.limits.max_timeout_s,
@@ -163,6 +178,7 @@ def create_app(
             store,
             sender,
             clock,
+            metrics=registry,
             settings=EngineSettings(
                 concurrency=settings.concurrency,
                 shutdown_timeout_s=settings.shutdown_timeout_s,
@@ -173,7 +189,7 @@ def create_app(
                 ),
             ),
         )
-        scheduler = Scheduler(store, clock, grace_ms=settings.schedule_grace_ms)
+        scheduler = Scheduler(store, clock, grace_ms=settings.schedule_grace_ms, metrics=registry)
         try:
             await seed_accounts(store, settings, clock.now_ms())
             await sender.start()
@@ -187,6 +203,7 @@ def create_app(
                 clock=clock,
                 policy=DestinationPolicy(allow_private=settings.allow_private_destinations),
                 scheduler=scheduler,
+                metrics=registry,
             )
             app.state.services = services
             yield {"services": services}
@@ -196,6 +213,9 @@ def create_app(
             await sender.close()
             await store.close()
 
-    app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    routes = [*ROUTES, Mount("/console", app=create_console())]
+    if settings.metrics_path:
+        routes.append(Route(settings.metrics_path, metrics, methods=["GET"]))
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.add_middleware(TrailingSlash)
     return app

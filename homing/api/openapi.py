@@ -94,7 +94,7 @@ _LOG = {
                 "FAILED",
                 "CANCEL_REQUESTED",
                 "CANCELED",
-            ],  # fmt: skip
+            ],
         },
         "url": {"type": "string"},
         "error": {"type": "string"},
@@ -396,7 +396,7 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Homing API (QStash v2 compatible)",
             "version": __version__,
-            "description": "A self-hosted HTTP message queue, wire-compatible with Upstash QStash v2.",
+            "description": "A self-hosted HTTP message queue, wire-compatible with QStash v2.",
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -40,7 +40,7 @@ def schedule_json(s: Schedule) -> dict[str, Any]:
         out["header"] = headers
     if s.body:
         if spec.redact.body:
-            out["body"] = views._redacted(s.body)  # noqa: SLF001
+            out["body"] = views._redacted(s.body)
         else:
             try:
                 out["body"] = s.body.decode("utf-8")

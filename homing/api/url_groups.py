@@ -25,11 +25,8 @@ def _endpoints(body: Any, *, need_url: bool) -> list[Endpoint]:
         if not isinstance(item, dict):
             raise InvalidRequest("each endpoint must be an object with a url and an optional name")
         url, name = item.get("url"), item.get("name")
-        if (
-            (url is not None
-            and not isinstance(url, str))
-            or (name is not None
-            and not isinstance(name, str))
+        if (url is not None and not isinstance(url, str)) or (
+            name is not None and not isinstance(name, str)
         ):
             raise InvalidRequest("endpoint url and name must be strings")
         if need_url and not url:

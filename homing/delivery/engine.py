@@ -25,6 +25,7 @@ from homing import ids
 from homing.clock import Clock
 from homing.delivery import outcome
 from homing.delivery.sender import Sender
+from homing.metrics import Metrics
 from homing.models import AttemptOutcome, Claimed, OutcomeKind, SigningKeys
 from homing.storage.base import Storage
 
@@ -75,11 +76,13 @@ class DeliveryEngine:
         *,
         settings: EngineSettings = EngineSettings(),
         node_id: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.storage = storage
         self.sender = sender
         self.clock = clock
         self.settings = settings
+        self.metrics = metrics
         self.node_id = node_id or "node_" + secrets.token_hex(6)
         self.keys = KeyCache(storage.signing_keys)
         self._dlq_ids = ids.DlqIdSource()
@@ -135,7 +138,7 @@ class DeliveryEngine:
         claim_loop, *side = self._tasks
         await asyncio.gather(claim_loop, return_exceptions=True)
         if self._inflight:
-            done, still = await asyncio.wait(
+            _, still = await asyncio.wait(
                 set(self._inflight), timeout=self.settings.shutdown_timeout_s
             )
             for task in still:
@@ -204,6 +207,7 @@ class DeliveryEngine:
 
     async def _attempt(self, claim: Claimed) -> None:
         message = claim.message
+        started = time.monotonic()
         try:
             key = await self.keys.current(message.account_id)
             response = await self.sender.send(message, key)
@@ -223,8 +227,12 @@ class DeliveryEngine:
             return  # the lease will expire and another attempt follow
         if decision.kind is OutcomeKind.DELIVERED:
             self.delivered += 1
+            log.debug("delivered %s", message.id, extra={"event": "message.delivered"})
         else:
             self.failed_attempts += 1
+            _log_failure(message.id, decision)
+        if self.metrics is not None:
+            self.metrics.record_attempt(message, decision, time.monotonic() - started)
         self._pending.append(decision)
         self._pending_ready.set()
 
@@ -240,7 +248,10 @@ class DeliveryEngine:
             batch, self._pending = self._pending, []
             self._pending_ready.clear()
             try:
+                started = time.monotonic()
                 await self.storage.record_outcomes(batch)
+                if self.metrics is not None:
+                    self.metrics.commit.labels("outcomes").observe(time.monotonic() - started)
             except Exception:
                 # Not recorded: the leases expire and the messages are attempted again, which
                 # keeps at-least-once; log loudly because it means duplicates.
@@ -273,4 +284,24 @@ class DeliveryEngine:
             now_ms=self.clock.now_ms(),
             retention_ms=s.retention_ms,
             dlq_retention_ms=s.dlq_retention_ms,
+        )
+
+
+def _log_failure(message_id: str, decision: AttemptOutcome) -> None:
+    detail = decision.response.error or f"status {decision.response.status}"
+    if decision.kind is OutcomeKind.RETRY:
+        log.info(
+            "attempt of %s failed (%s); retry at %s",
+            message_id,
+            detail,
+            decision.retry_at_ms,
+            extra={"event": "message.retry_scheduled", "message_id": message_id},
+        )
+    else:
+        log.warning(
+            "%s failed for good (%s); moved to the DLQ as %s",
+            message_id,
+            detail,
+            decision.dlq_id,
+            extra={"event": "message.dead_lettered", "message_id": message_id},
         )

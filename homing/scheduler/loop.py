@@ -19,6 +19,7 @@ from homing import ids
 from homing.clock import Clock
 from homing.cron import CronSchedule, due_tick
 from homing.errors import HomingError
+from homing.metrics import Metrics
 from homing.models import Schedule
 from homing.publish import Endpoint, is_url, schedule_messages
 from homing.storage.base import Storage
@@ -39,7 +40,9 @@ class Scheduler:
         *,
         grace_ms: int = 3_600_000,
         poll_interval_ms: int = 1_000,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.storage = storage
         self.clock = clock
         self.grace_ms = grace_ms
@@ -133,6 +136,8 @@ class Scheduler:
             return 0
         if fired:
             self.fired += 1
+            if self.metrics is not None:
+                self.metrics.schedule_fires.inc()
             log.info(
                 "schedule %s fired for %d (%d messages)",
                 schedule.id,

@@ -29,6 +29,7 @@ from homing.models import (
     Principal,
     Schedule,
     SigningKeys,
+    TokenInfo,
 )
 from homing.publish import Endpoint
 
@@ -113,6 +114,32 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def rotate_signing_keys(self, account_id: str, new_next: str) -> SigningKeys:
         """current := next, next := new_next, atomically; returns the new pair."""
+
+    @abc.abstractmethod
+    async def create_token(
+        self,
+        account_id: str,
+        token: str,
+        *,
+        name: str | None,
+        read_only: bool,
+        now_ms: int,
+        new_keys: SigningKeys,
+    ) -> TokenInfo:
+        """Store a new token (hashed) for the account, creating the account with `new_keys`
+        if it does not exist. Names are unique among unrevoked tokens (InvalidRequest)."""
+
+    @abc.abstractmethod
+    async def list_tokens(self) -> list[TokenInfo]:
+        """Every token, revoked ones included, oldest first."""
+
+    @abc.abstractmethod
+    async def revoke_token(self, id_or_name: str, *, now_ms: int) -> TokenInfo | None:
+        """Revoke by id or name; effective for the next request on every node."""
+
+    @abc.abstractmethod
+    async def list_accounts(self) -> list[str]:
+        """Every account id."""
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -379,6 +406,25 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def active_count(self, account_id: str) -> int:
         """Deliveries of the account in flight right now (global parallelism)."""
+
+    # -- statistics (console, metrics) -----------------------------------------------------
+
+    @abc.abstractmethod
+    async def event_counts(
+        self, account_id: str | None, *, since_ms: int, bucket_ms: int
+    ) -> list[tuple[int, str, int]]:
+        """(bucket start, log state, count) of log entries since `since_ms`, in time buckets
+        of `bucket_ms`; all accounts when `account_id` is None."""
+
+    @abc.abstractmethod
+    async def state_counts(self, account_id: str | None) -> dict[str, int]:
+        """How many messages are in each `MessageState`, plus `dlq` (entries in the DLQ)."""
+
+    @abc.abstractmethod
+    async def delivery_latencies(
+        self, account_id: str | None, *, since_ms: int, limit: int
+    ) -> list[int]:
+        """Milliseconds from due (not-before) to delivered, for up to `limit` recent deliveries."""
 
     # -- housekeeping -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Named SQL queries: `-- name: <name>` blocks in a backend's `queries.sql` (procrastinate style)."""
+"""Named SQL queries: `-- name: <name>` blocks in a backend's `queries.sql`."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from homing.errors import StorageUnavailable
+from homing.errors import InvalidRequest, StorageUnavailable
 from homing.models import (
     AttemptOutcome,
     Claimed,
@@ -34,13 +34,14 @@ from homing.models import (
     Page,
     Principal,
     SigningKeys,
+    TokenInfo,
 )
 from homing.publish import Endpoint
 from homing.storage import codec
 from homing.storage.base import QueueInfo, Storage, UrlGroup
 from homing.storage.queries import load_migrations, load_queries
-from homing.storage.sqlite.connection import Readers, Writer
 from homing.storage.sqlite import flow
+from homing.storage.sqlite.connection import Readers, Writer
 from homing.storage.sqlite.filters import message_where
 from homing.storage.sqlite.flow import FlowControlStore
 from homing.storage.sqlite.schedules import ScheduleStore
@@ -92,9 +93,11 @@ def hash_token(token: str) -> str:
 class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
     single_node = True
 
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, *, synchronous: str = "FULL", exclusive: bool = True) -> None:
         super().__init__()
         self.path = path
+        self._folder = os.path.dirname(os.path.abspath(path))
+        self._exclusive = exclusive
         self._synchronous = synchronous
         self._writer = Writer(path, synchronous=synchronous)
         self._readers: Readers | None = None
@@ -104,8 +107,14 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(self._folder, exist_ok=True)
+        if self._exclusive:
+            self._lock()
+        self._writer.start(asyncio.get_running_loop())
+        await self._writer.call(self._migrate)
+        self._readers = Readers(self.path)
+
+    def _lock(self) -> None:
         # One process per database file: a second Homing on the same file would release the
         # first one's claims at start and deliver its messages twice.
         self._lock_fd = os.open(self.path + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
@@ -118,9 +127,6 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
                 f"{self.path} is in use by another Homing process; give each server its own "
                 "--data-dir, or use PostgreSQL to run several nodes"
             ) from None
-        self._writer.start(asyncio.get_running_loop())
-        await self._writer.call(self._migrate)
-        self._readers = Readers(self.path)
 
     async def close(self) -> None:
         self._writer.stop()
@@ -233,6 +239,73 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
 
         keys: SigningKeys = await self._writer.call(run)
         return keys
+
+    async def create_token(
+        self,
+        account_id: str,
+        token: str,
+        *,
+        name: str | None,
+        read_only: bool,
+        now_ms: int,
+        new_keys: SigningKeys,
+    ) -> TokenInfo:
+        digest = hash_token(token)
+        token_id = "tok_" + digest[:16]
+
+        def run(conn: sqlite3.Connection) -> TokenInfo:
+            if (
+                name is not None
+                and conn.execute(
+                    "SELECT 1 FROM tokens WHERE name = ? AND revoked_ms IS NULL", (name,)
+                ).fetchone()
+            ):
+                raise InvalidRequest(f"a token named {name!r} already exists")
+            conn.execute(
+                "INSERT OR IGNORE INTO accounts (id, created_ms, current_key, next_key) "
+                "VALUES (?, ?, ?, ?)",
+                (account_id, now_ms, new_keys.current, new_keys.next),
+            )
+            conn.execute(
+                "INSERT INTO tokens (id, account_id, token_hash, name, read_only, created_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (token_id, account_id, digest, name, int(read_only), now_ms),
+            )
+            return TokenInfo(token_id, account_id, name, read_only, now_ms)
+
+        info: TokenInfo = await self._writer.call(run)
+        return info
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, account_id, name, read_only, created_ms, revoked_ms FROM tokens "
+                "ORDER BY created_ms, id"
+            ).fetchall()
+        )
+        return [TokenInfo(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in rows]
+
+    async def revoke_token(self, id_or_name: str, *, now_ms: int) -> TokenInfo | None:
+        def run(conn: sqlite3.Connection) -> TokenInfo | None:
+            row = conn.execute(
+                "UPDATE tokens SET revoked_ms = ? WHERE revoked_ms IS NULL AND "
+                "(id = ? OR name = ?) RETURNING id, account_id, name, read_only, created_ms",
+                (now_ms, id_or_name, id_or_name),
+            ).fetchone()
+            return (
+                None
+                if row is None
+                else TokenInfo(row[0], row[1], row[2], bool(row[3]), row[4], now_ms)
+            )
+
+        info: TokenInfo | None = await self._writer.call(run)
+        return info
+
+    async def list_accounts(self) -> list[str]:
+        rows = await self._read(
+            lambda c: c.execute("SELECT id FROM accounts ORDER BY id").fetchall()
+        )
+        return [r[0] for r in rows]
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -383,7 +456,13 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
     # -- delivery ---------------------------------------------------------------------------
 
     def _claim(
-        self, conn: sqlite3.Connection, now_ms: int, limit: int, node_id: str, lease: int, token: int
+        self,
+        conn: sqlite3.Connection,
+        now_ms: int,
+        limit: int,
+        node_id: str,
+        lease: int,
+        token: int,
     ) -> list[Any]:
         flow.promote_unblocked(conn, now_ms)
         candidates = conn.execute(Q["claim_candidates"], (now_ms, limit)).fetchall()
@@ -738,7 +817,8 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         def run(conn: sqlite3.Connection) -> None:
             rows = conn.execute(
                 "UPDATE messages SET state = 'canceled', final_ms = ?, due_ms = NULL "
-                "WHERE account_id = ? AND queue_name = ? AND state IN ('queued', 'ready', 'waiting') "
+                "WHERE account_id = ? AND queue_name = ? "
+                "AND state IN ('queued', 'ready', 'waiting') "
                 "RETURNING id",
                 (now_ms, account_id, name),
             ).fetchall()
@@ -843,6 +923,51 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
                 "DELETE FROM url_groups WHERE account_id = ? AND name = ?", (account_id, name)
             )
         )
+
+    # -- statistics -------------------------------------------------------------------------
+
+    async def event_counts(
+        self, account_id: str | None, *, since_ms: int, bucket_ms: int
+    ) -> list[tuple[int, str, int]]:
+        sql = (
+            "SELECT (time_ms / ?) * ?, state, count(*) FROM events "
+            "WHERE id >= ? AND (? IS NULL OR account_id = ?) GROUP BY 1, 2 ORDER BY 1"
+        )
+        args = (bucket_ms, bucket_ms, since_ms * 1000, account_id, account_id)
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+        return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    async def state_counts(self, account_id: str | None) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            where = "" if account_id is None else " WHERE account_id = ?"
+            args = () if account_id is None else (account_id,)
+            out = {s.value: 0 for s in MessageState}
+            for state, n in conn.execute(
+                f"SELECT state, count(*) FROM messages{where} GROUP BY state", args
+            ):
+                out[state] = n
+            dlq_where = " WHERE dlq_id IS NOT NULL" + (
+                "" if account_id is None else " AND account_id = ?"
+            )
+            out["dlq"] = conn.execute(f"SELECT count(*) FROM messages{dlq_where}", args).fetchone()[
+                0
+            ]
+            return out
+
+        counts: dict[str, int] = await self._read(run)
+        return counts
+
+    async def delivery_latencies(
+        self, account_id: str | None, *, since_ms: int, limit: int
+    ) -> list[int]:
+        sql = (
+            "SELECT e.time_ms - m.not_before_ms FROM events e "
+            "JOIN messages m ON m.id = e.message_id WHERE e.id >= ? AND e.state = 'DELIVERED' AND (? IS NULL OR e.account_id = ?)"
+            " ORDER BY e.id DESC LIMIT ?"
+        )
+        args = (since_ms * 1000, account_id, account_id, limit)
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+        return [max(0, int(r[0])) for r in rows]
 
     # -- housekeeping -----------------------------------------------------------------------
 

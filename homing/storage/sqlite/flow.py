@@ -32,7 +32,9 @@ SELECT parallelism, rate, period_s, paused, rate_count, window_start_ms, pinned_
 FROM flow_keys WHERE account_id = ? AND key = ?
 """
 ACTIVE = "SELECT count(*) FROM messages WHERE account_id = ? AND flow_key = ? AND state = 'active'"
-WAITING = "SELECT count(*) FROM messages WHERE account_id = ? AND flow_key = ? AND state = 'waiting'"
+WAITING = (
+    "SELECT count(*) FROM messages WHERE account_id = ? AND flow_key = ? AND state = 'waiting'"
+)
 PROMOTE = """
 UPDATE messages SET state = 'ready'
 WHERE seq IN (
@@ -231,7 +233,8 @@ class FlowControlStore:
                 )
             if rate is not None or period_s is not None:
                 conn.execute(
-                    "UPDATE flow_keys SET rate = coalesce(?, rate), period_s = coalesce(?, period_s),"
+                    "UPDATE flow_keys SET rate = coalesce(?, rate), "
+                    "period_s = coalesce(?, period_s),"
                     " pinned_rate = 1, rate_count = 0, window_start_ms = ? "
                     "WHERE account_id = ? AND key = ?",
                     (rate, period_s, now_ms, account_id, key),

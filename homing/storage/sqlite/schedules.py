@@ -41,9 +41,7 @@ def _last_states(conn: sqlite3.Connection, raw_ids: str | None) -> dict[str, Sch
         f"SELECT id, state FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids
     ).fetchall()
     found = dict(rows)
-    return {
-        mid: _STATES.get(found[mid], ScheduleState.IN_PROGRESS) for mid in ids if mid in found
-    }
+    return {mid: _STATES.get(found[mid], ScheduleState.IN_PROGRESS) for mid in ids if mid in found}
 
 
 def _schedule(conn: sqlite3.Connection, row: Sequence[Any], *, states: bool) -> Schedule:
@@ -150,9 +148,12 @@ class ScheduleStore:
 
     async def delete_schedule(self, account_id: str, schedule_id: str) -> bool:
         count: int = await self._writer.call(
-            lambda c: c.execute(
-                "DELETE FROM schedules WHERE account_id = ? AND id = ?", (account_id, schedule_id)
-            ).rowcount
+            lambda c: (
+                c.execute(
+                    "DELETE FROM schedules WHERE account_id = ? AND id = ?",
+                    (account_id, schedule_id),
+                ).rowcount
+            )
         )
         return bool(count)
 
@@ -160,11 +161,13 @@ class ScheduleStore:
         self, account_id: str, schedule_id: str, *, paused: bool, next_fire_ms: int | None
     ) -> bool:
         count: int = await self._writer.call(
-            lambda c: c.execute(
-                "UPDATE schedules SET paused = ?, next_fire_ms = coalesce(?, next_fire_ms), "
-                "version = version + 1 WHERE account_id = ? AND id = ?",
-                (int(paused), next_fire_ms, account_id, schedule_id),
-            ).rowcount
+            lambda c: (
+                c.execute(
+                    "UPDATE schedules SET paused = ?, next_fire_ms = coalesce(?, next_fire_ms), "
+                    "version = version + 1 WHERE account_id = ? AND id = ?",
+                    (int(paused), next_fire_ms, account_id, schedule_id),
+                ).rowcount
+            )
         )
         if count and not paused and next_fire_ms is not None:
             self._wake(next_fire_ms)
@@ -184,7 +187,9 @@ class ScheduleStore:
 
     async def next_schedule_ms(self) -> int | None:
         row = await self._read(
-            lambda c: c.execute("SELECT min(next_fire_ms) FROM schedules WHERE paused = 0").fetchone()
+            lambda c: c.execute(
+                "SELECT min(next_fire_ms) FROM schedules WHERE paused = 0"
+            ).fetchone()
         )
         return None if row is None else row[0]
 

@@ -1,0 +1,114 @@
+"""Prometheus metrics, in a registry owned by the app (no module globals).
+
+Counters are updated where things happen (publish, attempt outcomes, schedule fires); gauges
+that describe the store (messages by state, queue depth and lag) are read when scraped.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from homing.models import AttemptOutcome, Message, OutcomeKind
+from homing.storage.base import Storage
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.published = Counter(
+            "homing_messages_published", "Messages accepted", ["account", "host"], registry=r
+        )
+        self.attempts = Counter(
+            "homing_attempts",
+            "Delivery attempts by outcome (delivered, retry, failed)",
+            ["account", "host", "outcome"],
+            registry=r,
+        )
+        self.delivered = Counter(
+            "homing_messages_delivered", "Messages delivered", ["account", "host"], registry=r
+        )
+        self.retried = Counter(
+            "homing_messages_retried", "Retries scheduled", ["account", "host"], registry=r
+        )
+        self.dead_lettered = Counter(
+            "homing_messages_dead_lettered", "Messages moved to the DLQ", ["account", "host"],
+            registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "homing_delivery_latency_seconds",
+            "From the time a message was due to its delivery",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.attempt_duration = Histogram(
+            "homing_attempt_duration_seconds",
+            "Duration of one HTTP attempt",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit = Histogram(
+            "homing_storage_commit_seconds",
+            "Latency of storage writes (publish inserts, outcome batches)",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.schedule_fires = Counter("homing_schedule_fires", "Schedule fires", registry=r)
+        self.messages = Gauge(
+            "homing_messages", "Messages in the store by state", ["state"], registry=r
+        )
+        self.flow_waiting = Gauge(
+            "homing_flow_control_waiting",
+            "Messages waiting for flow-control capacity",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "homing_queue_lag", "Messages of a queue not yet final", ["account", "queue"],
+            registry=r,
+        )  # fmt: skip
+        self.queue_paused = Gauge(
+            "homing_queue_paused", "1 when the queue is paused", ["account", "queue"], registry=r
+        )
+
+    def record_publish(self, account: str, urls: list[str]) -> None:
+        for url in urls:
+            self.published.labels(account, _host(url)).inc()
+
+    def record_attempt(self, message: Message, outcome: AttemptOutcome, duration_s: float) -> None:
+        host = _host(message.url)
+        self.attempts.labels(message.account_id, host, outcome.kind.value).inc()
+        self.attempt_duration.observe(duration_s)
+        if outcome.kind is OutcomeKind.DELIVERED:
+            self.delivered.labels(message.account_id, host).inc()
+            due = message.due_ms or message.not_before_ms
+            self.latency.observe(max(0, outcome.finished_ms - due) / 1000)
+        elif outcome.kind is OutcomeKind.RETRY:
+            self.retried.labels(message.account_id, host).inc()
+        else:
+            self.dead_lettered.labels(message.account_id, host).inc()
+
+    async def render(self, storage: Storage) -> bytes:
+        """Refresh the store gauges, then the Prometheus text exposition."""
+        counts = await storage.state_counts(None)
+        for state, n in counts.items():
+            self.messages.labels(state).set(n)
+        self.flow_waiting.set(counts.get("waiting", 0))
+        self.queue_depth.clear()
+        self.queue_paused.clear()
+        for account in await storage.list_accounts():
+            for queue in await storage.list_queues(account):
+                self.queue_depth.labels(account, queue.name).set(queue.lag)
+                self.queue_paused.labels(account, queue.name).set(int(queue.paused))
+        return generate_latest(self.registry)
