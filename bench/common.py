@@ -6,6 +6,7 @@ import math
 import os
 import socket
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -118,3 +119,50 @@ def dir_size(path: str) -> dict[str, Any]:
             allocated += st.st_blocks * 512
             files[os.path.relpath(full, path)] = st.st_size
     return {"apparent": apparent, "allocated": allocated, "files": files}
+
+
+def _total_busy_seconds() -> float:
+    """CPU time spent busy by the whole machine so far (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _CLOCK_TICKS
+
+
+class CpuWatch:
+    """How much CPU the rest of the machine used while we measured.
+
+    The benchmark's own processes are the orchestrator, its reaped children (load generators,
+    counted through RUSAGE_CHILDREN) and the live children given by pid (Homing, the sink, the
+    framework app). Everything else busy on the box is foreign load that makes figures noisy.
+    """
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self._pids = list(pids)
+        self._start = self._snapshot()
+
+    def _snapshot(self) -> tuple[float, float, float]:
+        import resource
+
+        mine = 0.0
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+            usage = resource.getrusage(who)
+            mine += usage.ru_utime + usage.ru_stime
+        for pid in self._pids:
+            try:
+                mine += cpu_seconds(pid)
+            except OSError:
+                pass
+        return time.monotonic(), _total_busy_seconds(), mine
+
+    def stop(self) -> dict[str, float]:
+        t1, busy1, mine1 = self._snapshot()
+        t0, busy0, mine0 = self._start
+        wall = max(t1 - t0, 1e-9)
+        return {
+            "wall_s": wall,
+            "machine_cores": (busy1 - busy0) / wall,
+            "bench_cores": (mine1 - mine0) / wall,
+            "foreign_cores": max(0.0, (busy1 - busy0) - (mine1 - mine0)) / wall,
+        }
