@@ -221,3 +221,24 @@ def markdown(rows: Sequence[Row]) -> str:
         result = {True: "PASS", False: "**FAIL**", None: ""}[row.passed]
         out.append(f"| {row.name} | {row.unit} | {_fmt(row.spread.min)} | {_fmt(row.spread.median)} | {_fmt(row.spread.max)} | {ratio} | {row.target} | {result} |")
     return "\n".join(out)
+
+
+def noise_notes(
+    ceilings: dict[str, Reps], results: dict[str, dict[str, Reps]], *, threshold: float = 0.2
+) -> list[str]:
+    """Runs during which other processes on the machine used noticeable CPU."""
+    noisy: list[str] = []
+    runs = [(f"ceiling {k}", v) for k, v in ceilings.items()]
+    runs += [(f"{b} {k}", v) for b, per in results.items() for k, v in per.items()]
+    for name, reps in runs:
+        for i, r in enumerate(reps):
+            foreign = r.get("cpu", {}).get("foreign_cores", 0.0)
+            if foreign > threshold:
+                noisy.append(f"{name} rep {i + 1}: {foreign:.2f}")
+    if not noisy:
+        return []
+    return [
+        "other processes used CPU during some measurements (cores): "
+        + ", ".join(noisy)
+        + " -- those figures are pessimistic"
+    ]

@@ -36,6 +36,7 @@ import orjson
 import uvloop
 
 from bench import report, scenarios
+from bench.common import CpuWatch
 from bench.procs import (
     PYTHON,
     Child,
@@ -258,9 +259,13 @@ async def run_scenario(
 ) -> dict[str, Any]:
     homing = await run.homing(backend, f"{backend.name}-{name}-{rep}")
     try:
+        watch = CpuWatch([homing.pid, ctx.sink.pid, ctx.framework.pid])
         if name == "memory":
-            return await scenarios.memory(ctx, homing, rep, store_size=backend.store_size)
-        return await RUNNERS[name](ctx, homing, rep)
+            result = await scenarios.memory(ctx, homing, rep, store_size=backend.store_size)
+        else:
+            result = await RUNNERS[name](ctx, homing, rep)
+        result["cpu"] = watch.stop()
+        return result
     finally:
         await stop_homing(homing)
         await backend.release(homing)
@@ -365,7 +370,9 @@ async def main_async(args: argparse.Namespace) -> int:
                     ("framework", scenarios.ceiling_framework),
                     ("floor", scenarios.floor_round_trip),
                 ):
+                    watch = CpuWatch([sink.pid, framework.pid])
                     r = await fn(ctx, rep)
+                    r["cpu"] = watch.stop()
                     ceilings[name].append(r)
                     run.log(f"  ceiling {name}: {_brief(name, r)}")
                 for backend in backends:
@@ -393,6 +400,7 @@ async def main_async(args: argparse.Namespace) -> int:
         rows += report.homing_rows(
             backend.name, results[backend.name], ceilings, queued_target=1_000_000
         )
+    run.notes += report.noise_notes(ceilings, results)
     text = report.table(rows)
     print()
     print(text)

@@ -60,6 +60,9 @@ class Sink:
             request_queue_size = 1024  # the engine opens hundreds of connections at once
             daemon_threads = True
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # connections cut by the killed server are expected
+
         self._server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/m"
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()

@@ -1,0 +1,1 @@
+"""Background tasks with QStash in a FastAPI app; runs unchanged against Homing."""
