@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -150,10 +151,8 @@ class CpuWatch:
             usage = resource.getrusage(who)
             mine += usage.ru_utime + usage.ru_stime
         for pid in self._pids:
-            try:
+            with contextlib.suppress(OSError):  # exited since
                 mine += cpu_seconds(pid)
-            except OSError:
-                pass
         return time.monotonic(), _total_busy_seconds(), mine
 
     def stop(self) -> dict[str, float]:
@@ -166,3 +165,20 @@ class CpuWatch:
             "bench_cores": (mine1 - mine0) / wall,
             "foreign_cores": max(0.0, (busy1 - busy0) - (mine1 - mine0)) / wall,
         }
+
+
+async def wait_until_quiet(
+    max_wait_s: float, *, threshold_cores: float = 0.25, window_s: float = 1.0
+) -> float:
+    """Wait (at most `max_wait_s`) for a `window_s` during which the whole machine is busier
+    than `threshold_cores` no more; return the load of the last window. Between measurements
+    the benchmark's own processes are idle, so what is measured here is everybody else."""
+    import asyncio
+
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        t0, b0 = time.monotonic(), _total_busy_seconds()
+        await asyncio.sleep(window_s)
+        load = (_total_busy_seconds() - b0) / (time.monotonic() - t0)
+        if load <= threshold_cores or time.monotonic() >= deadline:
+            return load

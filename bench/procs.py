@@ -47,7 +47,7 @@ class Child:
         return self.proc.pid
 
     async def start(self, env: dict[str, str] | None = None) -> None:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = self.log_path.open("ab")  # closed in stop()
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv,
             stdout=self._log,
@@ -75,9 +75,7 @@ class Child:
                         + self.log_tail()
                     )
                 with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                    async with session.get(
-                        url, timeout=aiohttp.ClientTimeout(total=1)
-                    ) as resp:
+                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as resp:
                         if resp.status == 200:
                             return
                 await asyncio.sleep(0.05)
@@ -98,23 +96,31 @@ class Child:
             self._log = None
 
 
-def homing_command(switch_interval_s: float | None = None) -> list[str]:
-    """The `homing` console script next to this interpreter (the venv's), else `-m homing`.
+def homing_command(
+    *, switch_interval_s: float | None = None, trace_path: Path | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The command (and extra environment) that starts Homing.
 
-    With `switch_interval_s`, Homing runs under `sys.setswitchinterval(...)` instead: a
-    diagnostic knob for GIL hand-over between the event loop and the SQLite writer thread.
+    Normally the venv's `homing` console script. The diagnostic knobs run it through a wrapper
+    instead: `switch_interval_s` sets `sys.setswitchinterval` (GIL hand-over between the event
+    loop and the SQLite threads), `trace_path` installs `bench.trace`'s timers.
     """
+    env: dict[str, str] = {}
+    if switch_interval_s is not None:
+        env["BENCH_SWITCH_INTERVAL"] = repr(switch_interval_s)
+    if trace_path is not None:
+        return [PYTHON, "-m", "bench.trace", str(trace_path)], env
     if switch_interval_s is not None:
         code = (
-            f"import sys; sys.setswitchinterval({switch_interval_s!r}); "
+            "import os, sys; sys.setswitchinterval(float(os.environ['BENCH_SWITCH_INTERVAL'])); "
             "from homing.cli import main; main(sys.argv[1:])"
         )
-        return [PYTHON, "-c", code]
+        return [PYTHON, "-c", code], env
     script = Path(PYTHON).parent / "homing"
     if script.exists():
-        return [str(script)]
+        return [str(script)], env
     found = shutil.which("homing")
-    return [found] if found else [PYTHON, "-m", "homing"]
+    return ([found] if found else [PYTHON, "-m", "homing"]), env
 
 
 async def start_sink(log_dir: Path) -> Child:
@@ -145,6 +151,7 @@ class Homing:
     child: Child
     data_dir: Path
     database_url: str | None
+    trace_path: Path | None = None
 
     @property
     def port(self) -> int:
@@ -164,23 +171,33 @@ async def start_homing(
     database_url: str | None = None,
     extra_args: Sequence[str] = (),
     switch_interval_s: float | None = None,
+    trace: bool = False,
 ) -> Homing:
     """`homing dev` on a fresh data dir (and the given database, if any)."""
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix=f"homing-{label}-", dir=data_root))
-    argv = [*homing_command(switch_interval_s), "dev", "--port", str(port), "--data-dir", str(data_dir)]
+    trace_path = log_dir / f"trace-{label}.json" if trace else None
+    command, env = homing_command(switch_interval_s=switch_interval_s, trace_path=trace_path)
+    argv = [
+        *command,
+        "dev",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
     if database_url:
         argv += ["--database", database_url]
     argv += list(extra_args)
     child = Child(f"homing[{label}]", argv, log_dir / f"homing-{label}.log", port)
-    await child.start(_env())
+    await child.start(_env() | env)
     try:
         await child.wait_ready(f"http://{LOOPBACK}:{port}/readyz", timeout_s=60)
     except ProcessFailed:
         await child.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
         raise
-    return Homing(child, data_dir, database_url)
+    return Homing(child, data_dir, database_url, trace_path)
 
 
 async def stop_homing(homing: Homing, *, keep_data: bool = False) -> None:
@@ -206,7 +223,9 @@ async def run_loadgen(job: dict[str, Any], work_dir: Path, name: str) -> dict[st
     )
     _, err = await proc.communicate()
     if proc.returncode != 0:
-        raise ProcessFailed(f"load generator {name} failed:\n{err.decode(errors='replace')[-2000:]}")
+        raise ProcessFailed(
+            f"load generator {name} failed:\n{err.decode(errors='replace')[-2000:]}"
+        )
     result: dict[str, Any] = orjson.loads(out_path.read_bytes())
     out_path.unlink(missing_ok=True)
     job_path.unlink(missing_ok=True)

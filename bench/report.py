@@ -63,15 +63,41 @@ def ceiling_rows(ceilings: dict[str, Reps]) -> list[Row]:
     rows = []
     if ceilings.get("sink"):
         rows.append(
-            Row("ceiling", "aiohttp client -> sink", "req/s", spread(ceilings["sink"], lambda r: r["rps"]))
+            Row(
+                "ceiling",
+                "aiohttp client -> sink",
+                "req/s",
+                spread(ceilings["sink"], lambda r: r["rps"]),
+            )
         )
     if ceilings.get("framework"):
         fw = ceilings["framework"]
-        rows.append(Row("ceiling", "Starlette/uvicorn publish-shaped endpoint", "req/s", spread(fw, lambda r: r["rps"])))
+        rows.append(
+            Row(
+                "ceiling",
+                "Starlette/uvicorn publish-shaped endpoint",
+                "req/s",
+                spread(fw, lambda r: r["rps"]),
+            )
+        )
     if ceilings.get("floor"):
         fl = ceilings["floor"]
-        rows.append(Row("ceiling", "one publish-shaped round trip @rate, p50", "ms", spread(fl, lambda r: r["request_ms"]["p50"])))
-        rows.append(Row("ceiling", "one publish-shaped round trip @rate, p99", "ms", spread(fl, lambda r: r["request_ms"]["p99"])))
+        rows.append(
+            Row(
+                "ceiling",
+                "one publish-shaped round trip @rate, p50",
+                "ms",
+                spread(fl, lambda r: r["request_ms"]["p50"]),
+            )
+        )
+        rows.append(
+            Row(
+                "ceiling",
+                "one publish-shaped round trip @rate, p99",
+                "ms",
+                spread(fl, lambda r: r["request_ms"]["p99"]),
+            )
+        )
     return rows
 
 
@@ -88,31 +114,90 @@ def homing_rows(
     fw_ceiling = spread(ceilings.get("framework", []), lambda r: r["rps"]).median
 
     if pub := results.get("publish"):
-        row = Row(sec, "publish throughput (deliveries held back)", "msg/s", spread(pub, lambda r: r["rps"]), "framework", fw_ceiling, ">= 0.5x framework")
+        row = Row(
+            sec,
+            "publish throughput (deliveries held back)",
+            "msg/s",
+            spread(pub, lambda r: r["rps"]),
+            "framework",
+            fw_ceiling,
+            ">= 0.5x framework",
+        )
         row.passed = _pass(row.ratio, lambda x: x >= 0.5)
         failed = sum(r["count"] - r["ok"] for r in pub)
         if failed:
             row.note = f"{failed} publishes failed"
         rows.append(row)
-        rows.append(Row(sec, "publish request latency p50 (closed loop)", "ms", spread(pub, lambda r: r["request_ms"]["p50"])))
-        rows.append(Row(sec, "Homing CPU during publish", "cores", spread(pub, lambda r: r["homing_cores"])))
+        rows.append(
+            Row(
+                sec,
+                "publish request latency p50 (closed loop)",
+                "ms",
+                spread(pub, lambda r: r["request_ms"]["p50"]),
+            )
+        )
+        rows.append(
+            Row(sec, "Homing CPU during publish", "cores", spread(pub, lambda r: r["homing_cores"]))
+        )
 
     if e2e := results.get("e2e"):
-        row = Row(sec, "end-to-end delivered (publish -> 2xx at sink)", "msg/s", spread(e2e, lambda r: r["rps"]), "client->sink", sink_ceiling, ">= 0.5x client->sink")
+        row = Row(
+            sec,
+            "end-to-end delivered (publish -> 2xx at sink)",
+            "msg/s",
+            spread(e2e, lambda r: r["rps"]),
+            "client->sink",
+            sink_ceiling,
+            ">= 0.5x client->sink",
+        )
         row.passed = _pass(row.ratio, lambda x: x >= 0.5)
         rows.append(row)
         lost = sum(r["lost"] for r in e2e)
         dup = sum(r["duplicates"] for r in e2e)
         n = sum(r["published"] for r in e2e)
-        rows.append(Row(sec, "end-to-end messages lost", "msgs", spread(e2e, lambda r: r["lost"]), target="0 lost", passed=lost == 0, note=f"{n} published over all reps, {dup} duplicate deliveries"))
-        rows.append(Row(sec, "Homing CPU during end-to-end", "cores", spread(e2e, lambda r: r["homing_cores"])))
+        rows.append(
+            Row(
+                sec,
+                "end-to-end messages lost",
+                "msgs",
+                spread(e2e, lambda r: r["lost"]),
+                target="0 lost",
+                passed=lost == 0,
+                note=f"{n} published over all reps, {dup} duplicate deliveries",
+            )
+        )
+        rows.append(
+            Row(
+                sec,
+                "Homing CPU during end-to-end",
+                "cores",
+                spread(e2e, lambda r: r["homing_cores"]),
+            )
+        )
 
     if lat := results.get("latency"):
-        p50 = Row(sec, "latency publish->delivery @rate, p50", "ms", spread(lat, lambda r: r["latency_ms"]["p50"]), target="<= 2 ms")
+        p50 = Row(
+            sec,
+            "latency publish->delivery @rate, p50",
+            "ms",
+            spread(lat, lambda r: r["latency_ms"]["p50"]),
+            target="<= 2 ms",
+        )
         p50.passed = _pass(p50.spread.median, lambda x: x <= 2)
-        p99 = Row(sec, "latency publish->delivery @rate, p99", "ms", spread(lat, lambda r: r["latency_ms"]["p99"]), target="<= 10 ms")
+        p99 = Row(
+            sec,
+            "latency publish->delivery @rate, p99",
+            "ms",
+            spread(lat, lambda r: r["latency_ms"]["p99"]),
+            target="<= 10 ms",
+        )
         p99.passed = _pass(p99.spread.median, lambda x: x <= 10)
-        mx = Row(sec, "latency publish->delivery @rate, max", "ms", spread(lat, lambda r: r["latency_ms"]["max"]))
+        mx = Row(
+            sec,
+            "latency publish->delivery @rate, max",
+            "ms",
+            spread(lat, lambda r: r["latency_ms"]["max"]),
+        )
         lost = sum(r["lost"] for r in lat)
         if lost:
             p50.note = f"{lost} messages never arrived"
@@ -123,18 +208,42 @@ def homing_rows(
         vn = "lateness_vs_not_before_ms"
         mins = spread(dl, lambda r: r[vs]["min"])
         mins_nb = spread(dl, lambda r: r[vn]["min"])
-        early = Row(sec, "delayed: lateness vs send+delay, min", "ms", mins, target="never early (>= 0)")
+        early = Row(
+            sec, "delayed: lateness vs send+delay, min", "ms", mins, target="never early (>= 0)"
+        )
         early.passed = _pass(mins.min, lambda x: x >= 0)
-        early_nb = Row(sec, "delayed: lateness vs notBefore, min", "ms", mins_nb, target="never early (>= 0)")
+        early_nb = Row(
+            sec, "delayed: lateness vs notBefore, min", "ms", mins_nb, target="never early (>= 0)"
+        )
         early_nb.passed = _pass(mins_nb.min, lambda x: x >= 0)
-        p50 = Row(sec, "delayed: lateness vs send+delay, p50", "ms", spread(dl, lambda r: r[vs]["p50"]))
-        p99 = Row(sec, "delayed: lateness vs send+delay, p99", "ms", spread(dl, lambda r: r[vs]["p99"]), target="<= 5 ms")
+        p50 = Row(
+            sec, "delayed: lateness vs send+delay, p50", "ms", spread(dl, lambda r: r[vs]["p50"])
+        )
+        p99 = Row(
+            sec,
+            "delayed: lateness vs send+delay, p99",
+            "ms",
+            spread(dl, lambda r: r[vs]["p99"]),
+            target="<= 5 ms",
+        )
         p99.passed = _pass(p99.spread.median, lambda x: x <= 5)
-        mx = Row(sec, "delayed: lateness vs send+delay, max", "ms", spread(dl, lambda r: r[vs]["max"]), target="<= 100 ms (worst rep)")
+        mx = Row(
+            sec,
+            "delayed: lateness vs send+delay, max",
+            "ms",
+            spread(dl, lambda r: r[vs]["max"]),
+            target="<= 100 ms (worst rep)",
+        )
         mx.passed = _pass(mx.spread.max, lambda x: x <= 100)
-        nb50 = Row(sec, "delayed: lateness vs notBefore, p50", "ms", spread(dl, lambda r: r[vn]["p50"]))
-        nb99 = Row(sec, "delayed: lateness vs notBefore, p99", "ms", spread(dl, lambda r: r[vn]["p99"]))
-        nbmx = Row(sec, "delayed: lateness vs notBefore, max", "ms", spread(dl, lambda r: r[vn]["max"]))
+        nb50 = Row(
+            sec, "delayed: lateness vs notBefore, p50", "ms", spread(dl, lambda r: r[vn]["p50"])
+        )
+        nb99 = Row(
+            sec, "delayed: lateness vs notBefore, p99", "ms", spread(dl, lambda r: r[vn]["p99"])
+        )
+        nbmx = Row(
+            sec, "delayed: lateness vs notBefore, max", "ms", spread(dl, lambda r: r[vn]["max"])
+        )
         lost = sum(r["lost"] for r in dl)
         if lost:
             p50.note = f"{lost} messages never arrived"
@@ -142,25 +251,72 @@ def homing_rows(
 
     if fl := results.get("failures"):
         baseline = spread(e2e or [], lambda r: r["first_attempt_rps"]).median
-        row = Row(sec, "first-attempt throughput, 10% of first attempts fail", "msg/s", spread(fl, lambda r: r["first_attempt_rps"]), "failure-free", baseline, ">= 0.8x failure-free")
+        row = Row(
+            sec,
+            "first-attempt throughput, 10% of first attempts fail",
+            "msg/s",
+            spread(fl, lambda r: r["first_attempt_rps"]),
+            "failure-free",
+            baseline,
+            ">= 0.8x failure-free",
+        )
         row.passed = _pass(row.ratio, lambda x: x >= 0.8)
         lost = sum(r["lost"] for r in fl)
-        row.note = f"{sum(r['failed_first_attempts'] for r in fl)} first attempts failed; {lost} never delivered"
+        failed = sum(r["failed_first_attempts"] for r in fl)
+        row.note = f"{failed} first attempts failed; {lost} never delivered"
         rows.append(row)
-        rows.append(Row(sec, "first-attempt throughput, failure-free (from end-to-end)", "msg/s", spread(e2e or [], lambda r: r["first_attempt_rps"]), "client->sink", sink_ceiling))
+        rows.append(
+            Row(
+                sec,
+                "first-attempt throughput, failure-free (from end-to-end)",
+                "msg/s",
+                spread(e2e or [], lambda r: r["first_attempt_rps"]),
+                "client->sink",
+                sink_ceiling,
+            )
+        )
 
     if mem := results.get("memory"):
         queued = min(r["queued"] for r in mem)
-        row = Row(sec, f"RSS with {queued:,} messages queued 1h ahead", "MiB", spread(mem, lambda r: r["rss_mib"]), target="<= 150 MiB")
+        row = Row(
+            sec,
+            f"RSS with {queued:,} messages queued 1h ahead",
+            "MiB",
+            spread(mem, lambda r: r["rss_mib"]),
+            target="<= 150 MiB",
+        )
         row.passed = _pass(row.spread.median, lambda x: x <= 150)
         if queued < queued_target:
             row.note = f"only {queued:,} queued: the target is for {queued_target:,}"
             row.passed = None if row.passed is None else row.passed
         rows.append(row)
-        rows.append(Row(sec, "RSS peak during the fill (VmHWM)", "MiB", spread(mem, lambda r: r["rss_peak_mib"])))
-        rows.append(Row(sec, "RSS idle before the fill", "MiB", spread(mem, lambda r: r["rss_idle_mib"])))
-        rows.append(Row(sec, "store size (data dir / database)", "MiB", spread(mem, lambda r: r["store_mib"])))
-        rows.append(Row(sec, "fill rate through /v2/batch", "msg/s", spread(mem, lambda r: r["fill_msgs_per_s"])))
+        rows.append(
+            Row(
+                sec,
+                "RSS peak during the fill (VmHWM)",
+                "MiB",
+                spread(mem, lambda r: r["rss_peak_mib"]),
+            )
+        )
+        rows.append(
+            Row(sec, "RSS idle before the fill", "MiB", spread(mem, lambda r: r["rss_idle_mib"]))
+        )
+        rows.append(
+            Row(
+                sec,
+                "store size (data dir / database)",
+                "MiB",
+                spread(mem, lambda r: r["store_mib"]),
+            )
+        )
+        rows.append(
+            Row(
+                sec,
+                "fill rate through /v2/batch",
+                "msg/s",
+                spread(mem, lambda r: r["fill_msgs_per_s"]),
+            )
+        )
     return rows
 
 
@@ -190,7 +346,18 @@ def table(rows: Sequence[Row]) -> str:
         result = {True: "PASS", False: "FAIL", None: ""}[row.passed]
         if row.note and row.passed is None and row.target:
             result = "n/a"
-        lines.append([row.name, row.unit, _fmt(row.spread.min), _fmt(row.spread.median), _fmt(row.spread.max), ratio, row.target, result])
+        lines.append(
+            [
+                row.name,
+                row.unit,
+                _fmt(row.spread.min),
+                _fmt(row.spread.median),
+                _fmt(row.spread.max),
+                ratio,
+                row.target,
+                result,
+            ]
+        )
     every = [header] + [line for _, ls in out_sections for line in ls]
     widths = [max(len(r[i]) for r in every) for i in range(len(header))]
 
@@ -211,7 +378,10 @@ def table(rows: Sequence[Row]) -> str:
 
 
 def markdown(rows: Sequence[Row]) -> str:
-    out = ["| figure | unit | min | median | max | ratio to ceiling | target | result |", "|---|---|---:|---:|---:|---|---|---|"]
+    out = [
+        "| figure | unit | min | median | max | ratio to ceiling | target | result |",
+        "|---|---|---:|---:|---:|---|---|---|",
+    ]
     section = None
     for row in rows:
         if row.section != section:
@@ -219,7 +389,12 @@ def markdown(rows: Sequence[Row]) -> str:
             out.append(f"| **{section}** | | | | | | | |")
         ratio = "" if math.isnan(row.ratio) else f"{row.ratio:.2f}x {row.ceiling_name}"
         result = {True: "PASS", False: "**FAIL**", None: ""}[row.passed]
-        out.append(f"| {row.name} | {row.unit} | {_fmt(row.spread.min)} | {_fmt(row.spread.median)} | {_fmt(row.spread.max)} | {ratio} | {row.target} | {result} |")
+        cells = [
+            row.name,
+            row.unit,
+            *(_fmt(x) for x in (row.spread.min, row.spread.median, row.spread.max)),
+        ]
+        out.append("| " + " | ".join([*cells, ratio, row.target, result]) + " |")
     return "\n".join(out)
 
 

@@ -36,7 +36,7 @@ import orjson
 import uvloop
 
 from bench import report, scenarios
-from bench.common import CpuWatch
+from bench.common import CpuWatch, wait_until_quiet
 from bench.procs import (
     PYTHON,
     Child,
@@ -49,6 +49,7 @@ from bench.procs import (
 )
 from bench.profile_summary import render, summarize
 from bench.scenarios import Config, Ctx
+from bench.trace import render as render_trace
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -66,26 +67,90 @@ RUNNERS: dict[str, Scenario] = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run for CI: 1 repetition, small N")
-    p.add_argument("--repetitions", type=int, help="repetitions of every figure (default 3; quick 1)")
-    p.add_argument("--concurrency", type=int, default=64, help="closed-loop connections (default 64)")
-    p.add_argument("--messages", type=int, help="messages per throughput run (default 20000; quick 2000)")
-    p.add_argument("--ceiling-requests", type=int, help="requests per ceiling run (default = --messages)")
-    p.add_argument("--rate", type=float, default=500.0, help="open-loop rate for latency runs (msg/s)")
-    p.add_argument("--latency-seconds", type=float, help="length of each latency run (default 10; quick 2)")
+    p.add_argument(
+        "--repetitions", type=int, help="repetitions of every figure (default 3; quick 1)"
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=64, help="closed-loop connections (default 64)"
+    )
+    p.add_argument(
+        "--messages", type=int, help="messages per throughput run (default 20000; quick 2000)"
+    )
+    p.add_argument(
+        "--ceiling-requests", type=int, help="requests per ceiling run (default = --messages)"
+    )
+    p.add_argument(
+        "--rate", type=float, default=500.0, help="open-loop rate for latency runs (msg/s)"
+    )
+    p.add_argument(
+        "--latency-seconds", type=float, help="length of each latency run (default 10; quick 2)"
+    )
     p.add_argument("--delay", type=float, default=2.0, help="Upstash-Delay of the delayed run (s)")
-    p.add_argument("--queued", type=int, help="messages queued for the memory figure (default 1,000,000; quick 20,000)")
-    p.add_argument("--batch-size", type=int, default=500, help="messages per /v2/batch request in the fill")
-    p.add_argument("--fill-concurrency", type=int, default=4, help="concurrent /v2/batch requests in the fill")
-    p.add_argument("--fail-rate", type=float, default=0.1, help="share of first attempts the sink fails")
-    p.add_argument("--backoff-scale", type=float, help="homing dev --backoff-scale (default 1; quick 0.05)")
-    p.add_argument("--hold", choices=("delay", "queue"), default="delay", help="how the publish run holds deliveries back: Upstash-Delay 3600s or a paused queue")
+    p.add_argument(
+        "--queued",
+        type=int,
+        help="messages queued for the memory figure (default 1,000,000; quick 20,000)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=500, help="messages per /v2/batch request in the fill"
+    )
+    p.add_argument(
+        "--fill-concurrency", type=int, default=4, help="concurrent /v2/batch requests in the fill"
+    )
+    p.add_argument(
+        "--fail-rate", type=float, default=0.1, help="share of first attempts the sink fails"
+    )
+    p.add_argument(
+        "--backoff-scale", type=float, help="homing dev --backoff-scale (default 1; quick 0.05)"
+    )
+    p.add_argument(
+        "--hold",
+        choices=("delay", "queue"),
+        default="delay",
+        help="how the publish run holds deliveries back: Upstash-Delay 3600s or a paused queue",
+    )
     p.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
-    p.add_argument("--postgres", nargs="?", const=DEFAULT_POSTGRES, metavar="URL", help=f"also run on PostgreSQL (default URL {DEFAULT_POSTGRES}); skipped with a note when Homing or the server cannot")
-    p.add_argument("--no-sqlite", action="store_true", help="skip the SQLite backend (with --postgres)")
-    p.add_argument("--profile", action="store_true", help="profile Homing with py-spy under end-to-end and publish load (extra runs, not in the figures)")
+    p.add_argument(
+        "--postgres",
+        nargs="?",
+        const=DEFAULT_POSTGRES,
+        metavar="URL",
+        help=f"also run on PostgreSQL (default URL {DEFAULT_POSTGRES}); "
+        "skipped with a note when Homing or the server cannot",
+    )
+    p.add_argument(
+        "--no-sqlite", action="store_true", help="skip the SQLite backend (with --postgres)"
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile Homing with py-spy under end-to-end and publish load "
+        "(extra runs, not in the figures)",
+    )
     p.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
-    p.add_argument("--switch-interval", type=float, metavar="SECONDS", help="diagnostic: run Homing under sys.setswitchinterval(SECONDS) (default: Python's 0.005)")
-    p.add_argument("--data-root", type=Path, help="where Homing data dirs are created (default: system temp)")
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        metavar="SECONDS",
+        help="diagnostic: run Homing under sys.setswitchinterval(SECONDS) "
+        "(default: Python's 0.005)",
+    )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="diagnostic: time Homing's internals (bench/trace.py) and print where time goes",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each measurement, wait up to SECONDS for the machine to be idle "
+        "(for shared boxes)",
+    )
+    p.add_argument(
+        "--data-root", type=Path, help="where Homing data dirs are created (default: system temp)"
+    )
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json", help="results JSON")
     return p.parse_args(argv)
 
@@ -161,7 +226,7 @@ class Backend:
         if self.url is None:
             return None
         try:
-            import asyncpg
+            import asyncpg  # type: ignore[import-untyped]
 
             conn = await asyncpg.connect(self.url, timeout=5)
             try:
@@ -241,6 +306,13 @@ class Run:
     def log(self, text: str) -> None:
         print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
 
+    async def quiet(self) -> None:
+        if self.args.wait_quiet > 0:
+            load = await wait_until_quiet(self.args.wait_quiet)
+            if load > 0.25:
+                waited = self.args.wait_quiet
+                self.log(f"  machine still busy ({load:.2f} cores) after {waited:.0f}s; measuring")
+
     async def homing(self, backend: Backend, label: str) -> Homing:
         database = await backend.database_for_instance()
         extra = ["--backoff-scale", str(self.cfg.backoff_scale)]
@@ -251,14 +323,14 @@ class Run:
             database_url=database,
             extra_args=extra,
             switch_interval_s=self.args.switch_interval,
+            trace=self.args.trace,
         )
 
 
-async def run_scenario(
-    run: Run, ctx: Ctx, backend: Backend, name: str, rep: int
-) -> dict[str, Any]:
+async def run_scenario(run: Run, ctx: Ctx, backend: Backend, name: str, rep: int) -> dict[str, Any]:
     homing = await run.homing(backend, f"{backend.name}-{name}-{rep}")
     try:
+        await run.quiet()
         watch = CpuWatch([homing.pid, ctx.sink.pid, ctx.framework.pid])
         if name == "memory":
             result = await scenarios.memory(ctx, homing, rep, store_size=backend.store_size)
@@ -269,18 +341,24 @@ async def run_scenario(
     finally:
         await stop_homing(homing)
         await backend.release(homing)
+        if homing.trace_path is not None and homing.trace_path.exists():
+            run.log(render_trace(str(homing.trace_path)))
 
 
 def _brief(name: str, r: dict[str, Any]) -> str:
     """One progress line per measurement."""
     if name == "latency":
         lat = r["latency_ms"]
-        return f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max {lat['max']:.1f} ms, lost {r['lost']}"
+        return (
+            f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max {lat['max']:.1f} ms, "
+            f"lost {r['lost']}"
+        )
     if name == "delayed":
         s, n = r["lateness_vs_send_ms"], r["lateness_vs_not_before_ms"]
         return (
             f"lateness vs send+delay min {s['min']:.2f} p50 {s['p50']:.2f} p99 {s['p99']:.2f} "
-            f"max {s['max']:.1f} ms; vs notBefore min {n['min']:.2f} p99 {n['p99']:.2f} ms; lost {r['lost']}"
+            f"max {s['max']:.1f} ms; vs notBefore min {n['min']:.2f} p99 {n['p99']:.2f} ms; "
+            f"lost {r['lost']}"
         )
     if name == "memory":
         return (
@@ -290,7 +368,9 @@ def _brief(name: str, r: dict[str, Any]) -> str:
     if name == "failures":
         return f"first attempts {r['first_attempt_rps']:,.0f}/s, lost {r['lost']}"
     if name == "e2e":
-        return f"{r['rps']:,.0f} delivered/s, lost {r['lost']}, Homing {r['homing_cores']:.2f} cores"
+        return (
+            f"{r['rps']:,.0f} delivered/s, lost {r['lost']}, Homing {r['homing_cores']:.2f} cores"
+        )
     if "rps" in r:
         return f"{r['rps']:,.0f}/s"
     if "request_ms" in r:
@@ -310,11 +390,24 @@ async def profile(run: Run, ctx: Ctx, backend: Backend) -> dict[str, Any]:
         path = run.work_dir / f"profile-{backend.name}-{name}.txt"
         spy = Child(
             "py-spy",
-            [exe, "record", "--pid", str(homing.pid), "--rate", str(run.args.profile_rate),
-             "--format", "raw", "--threads", "--nonblocking", "--output", str(path)],
+            [
+                exe,
+                "record",
+                "--pid",
+                str(homing.pid),
+                "--rate",
+                str(run.args.profile_rate),
+                "--format",
+                "raw",
+                "--threads",
+                "--nonblocking",
+                "--output",
+                str(path),
+            ],
             run.work_dir / f"py-spy-{name}.log",
         )
         try:
+            await run.quiet()
             await spy.start()
             await asyncio.sleep(1.0)  # let py-spy attach before the load starts
             result = await RUNNERS[name](ctx, homing, 99)
@@ -370,6 +463,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     ("framework", scenarios.ceiling_framework),
                     ("floor", scenarios.floor_round_trip),
                 ):
+                    await run.quiet()
                     watch = CpuWatch([sink.pid, framework.pid])
                     r = await fn(ctx, rep)
                     r["cpu"] = watch.stop()

@@ -183,7 +183,9 @@ def _latency_summary(samples_ns: list[int]) -> dict[str, float]:
 
 
 def _request_latency(result: dict[str, Any]) -> dict[str, float]:
-    return _latency_summary([d - s for s, d in zip(result["send_ns"], result["done_ns"], strict=True)])
+    return _latency_summary(
+        [d - s for s, d in zip(result["send_ns"], result["done_ns"], strict=True)]
+    )
 
 
 def _strip(result: dict[str, Any]) -> dict[str, Any]:
@@ -216,7 +218,12 @@ async def ceiling_sink(ctx: Ctx, rep: int) -> dict[str, Any]:
         "keep_samples": False,
     }
     result = await run_loadgen(job, ctx.work_dir, f"ceiling-sink-{rep}")
-    return {"rps": result["rps"], "ok": result["ok"], "count": result["count"], "raw": _strip(result)}
+    return {
+        "rps": result["rps"],
+        "ok": result["ok"],
+        "count": result["count"],
+        "raw": _strip(result),
+    }
 
 
 async def ceiling_framework(ctx: Ctx, rep: int) -> dict[str, Any]:
@@ -391,7 +398,11 @@ async def _open_loop(
 
 async def latency(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
     result, arrivals, ids, sends = await _open_loop(ctx, homing, f"latency-{rep}", [])
-    samples = [arrivals.first_ok_ns[i] - s for i, s in zip(ids, sends, strict=True) if i in arrivals.first_ok_ns]
+    samples = [
+        arrivals.first_ok_ns[i] - s
+        for i, s in zip(ids, sends, strict=True)
+        if i in arrivals.first_ok_ns
+    ]
     return {
         "latency_ms": _latency_summary(samples),
         "publish_request_ms": _request_latency(result),
@@ -409,9 +420,12 @@ async def _not_before(ctx: Ctx, homing: Homing, ids: list[str]) -> dict[str, int
     headers = {"Authorization": f"Bearer {DEV_TOKEN}"}
 
     async def one(mid: str) -> None:
-        async with sem, ctx.session.get(
-            f"http://{LOOPBACK}:{homing.port}/v2/messages/{mid}", headers=headers
-        ) as resp:
+        async with (
+            sem,
+            ctx.session.get(
+                f"http://{LOOPBACK}:{homing.port}/v2/messages/{mid}", headers=headers
+            ) as resp,
+        ):
             if resp.status == 200:
                 body = await resp.json()
                 if isinstance(body.get("notBefore"), int):
@@ -456,9 +470,7 @@ def _batch_body(ctx: Ctx, size: int) -> str:
     return orjson.dumps([item] * size).decode()
 
 
-async def memory(
-    ctx: Ctx, homing: Homing, rep: int, store_size: Any = None
-) -> dict[str, Any]:
+async def memory(ctx: Ctx, homing: Homing, rep: int, store_size: Any = None) -> dict[str, Any]:
     """Fill `queued` messages due in an hour; RSS of the Homing process and size of its store."""
     cfg = ctx.cfg
     await reset_sink(ctx)

@@ -24,7 +24,18 @@ _PAUSE_RESUME = re.compile(r"^([A-Za-z0-9\-_.]+)/(pause|resume)$")
 MAX_SCHEDULES = 1000
 
 
-def schedule_json(s: Schedule) -> dict[str, Any]:
+def _next_fire(s: Schedule, now_ms: int | None) -> int | None:
+    """The stored next fire, except that a paused schedule's next trigger time keeps advancing
+    (spec 7.5): the scheduler skips paused schedules, so their stored value goes stale."""
+    if not s.paused or now_ms is None or (s.next_fire_ms is not None and s.next_fire_ms > now_ms):
+        return s.next_fire_ms
+    try:
+        return CronSchedule.parse(s.cron, now_ms=now_ms).next_after(now_ms)
+    except InvalidRequest:
+        return s.next_fire_ms
+
+
+def schedule_json(s: Schedule, now_ms: int | None = None) -> dict[str, Any]:
     spec = s.spec
     out: dict[str, Any] = {
         "scheduleId": s.id,
@@ -76,8 +87,9 @@ def schedule_json(s: Schedule) -> dict[str, Any]:
         out["callerIP"] = out["callerIp"] = s.caller_ip
     if s.last_fire_ms is not None:
         out["lastScheduleTime"] = s.last_fire_ms
-    if s.next_fire_ms is not None:
-        out["nextScheduleTime"] = s.next_fire_ms
+    next_fire = _next_fire(s, now_ms)
+    if next_fire is not None:
+        out["nextScheduleTime"] = next_fire
     if s.last_states:
         out["lastScheduleStates"] = {k: v.value for k, v in s.last_states.items()}
     if s.error:
@@ -164,7 +176,8 @@ async def pause_resume(request: Request) -> Response:
 
 async def list_schedules(request: Request) -> Response:
     svc, account_id = await account(request)
-    return JSON([schedule_json(s) for s in await svc.storage.list_schedules(account_id)])
+    now = svc.clock.now_ms()
+    return JSON([schedule_json(s, now) for s in await svc.storage.list_schedules(account_id)])
 
 
 async def get_schedule(request: Request) -> Response:
@@ -172,7 +185,7 @@ async def get_schedule(request: Request) -> Response:
     schedule = await svc.storage.get_schedule(account_id, request.path_params["schedule_id"])
     if schedule is None:
         raise NotFound(f"schedule {request.path_params['schedule_id']!r} not found")
-    return JSON(schedule_json(schedule))
+    return JSON(schedule_json(schedule, svc.clock.now_ms()))
 
 
 async def delete_schedule(request: Request) -> Response:

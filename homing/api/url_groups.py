@@ -10,7 +10,7 @@ from starlette.responses import Response
 from homing.api import views
 from homing.api.context import account
 from homing.api.http import JSON, read_json
-from homing.errors import InvalidRequest, NotFound
+from homing.errors import InvalidRequest, NotFound, QuotaExceeded
 from homing.publish import Endpoint, parse_destination, validate_name
 
 MAX_ENDPOINTS = 100
@@ -39,6 +39,20 @@ def _endpoints(body: Any, *, need_url: bool) -> list[Endpoint]:
     return out
 
 
+def _merged_count(current: list[Endpoint], new: list[Endpoint]) -> int:
+    """How many endpoints the group has after an upsert: an endpoint whose url (or given name)
+    matches an existing one replaces it (spec 8.1), any other is added."""
+    merged = list(current)
+    for endpoint in new:
+        for i, old in enumerate(merged):
+            if old.url == endpoint.url or (endpoint.name is not None and old.name == endpoint.name):
+                merged[i] = endpoint
+                break
+        else:
+            merged.append(endpoint)
+    return len(merged)
+
+
 async def upsert_endpoints(request: Request) -> Response:
     svc, account_id = await account(request)
     group = validate_name(request.path_params["group"], "URL group name")
@@ -46,8 +60,8 @@ async def upsert_endpoints(request: Request) -> Response:
     for endpoint in endpoints:
         svc.policy.check_url(endpoint.url)
     existing = await svc.storage.get_url_group(account_id, group)
-    if len(endpoints) + (len(existing.endpoints) if existing else 0) > MAX_ENDPOINTS * 2:
-        raise InvalidRequest(f"a URL group holds at most {MAX_ENDPOINTS} endpoints")
+    if _merged_count(list(existing.endpoints) if existing else [], endpoints) > MAX_ENDPOINTS:
+        raise QuotaExceeded(f"a URL group holds at most {MAX_ENDPOINTS} endpoints")
     await svc.storage.upsert_endpoints(account_id, group, endpoints, now_ms=svc.clock.now_ms())
     return JSON({})
 

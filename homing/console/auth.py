@@ -37,6 +37,11 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _equal(a: str, b: str) -> bool:
+    """Constant-time comparison that also accepts non-ASCII input from a client."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     account_id: str
@@ -61,12 +66,13 @@ class Signer:
 
     def unsign(self, purpose: str, token: str) -> object | None:
         payload, _, mac = token.partition(".")
-        if not mac or not hmac.compare_digest(mac, self._mac(purpose, payload)):
+        if not mac or not _equal(mac, self._mac(purpose, payload)):
             return None
         try:
-            return orjson.loads(_unb64(payload))
+            value: object = orjson.loads(_unb64(payload))
         except (ValueError, orjson.JSONDecodeError):
             return None
+        return value
 
     def derive(self, purpose: str, value: str) -> str:
         """A token bound to `value` that only this process can compute (CSRF tokens)."""
@@ -115,7 +121,7 @@ class Sessions:
         return self._signer.derive("login", nonce)
 
     def check(self, expected: str, given: str | None) -> bool:
-        return bool(given) and hmac.compare_digest(expected, given or "")
+        return bool(given) and _equal(expected, given or "")
 
 
 def same_origin(request: Request) -> bool:

@@ -18,5 +18,7 @@ def open_storage(url: str, *, sqlite_synchronous: str = "FULL", exclusive: bool 
 
         return SqliteStorage(sqlite_path(url), synchronous=sqlite_synchronous, exclusive=exclusive)
     if url.startswith(("postgresql://", "postgres://")):
-        raise InvalidRequest("the PostgreSQL backend is not available in this build")
+        from homing.storage.postgres.backend import PostgresStorage
+
+        return PostgresStorage(url)
     raise InvalidRequest(f"unsupported database URL {url!r}")

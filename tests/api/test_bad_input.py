@@ -42,6 +42,10 @@ def nothing_stored(server: RunningServer) -> None:
         assert http.get("/v2/events").json()["events"] == []
 
 
+# Refused requests never reach a destination; this one would not answer anyway (discard port).
+NOWHERE = "http://127.0.0.1:9/"
+
+
 def publish_path(url: str) -> str:
     return f"/v2/publish/{url}"
 
@@ -155,14 +159,14 @@ def test_oversized_body_is_413_with_or_without_content_length(
 # -- headers --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "a\rb", "a\x00b"])
 def test_control_characters_in_a_batch_header_value_are_refused(
-    server: RunningServer, http: httpx.Client, receiver: Receiver, value: str
+    server: RunningServer, http: httpx.Client
 ) -> None:
-    for name in ("Upstash-Forward-X-Note", "Upstash-Callback-Forward-X-Note", "Content-Type"):
-        headers = {name: value, "Upstash-Callback": receiver.url("/cb")}
-        answer = http.post("/v2/batch", json=[{"destination": receiver.url("/x"), "headers": headers}])
-        refused(answer, 400)
+    for value in ("a\r\nX-Injected: 1", "a\nb", "a\rb", "a\x00b"):
+        for name in ("Upstash-Forward-X-Note", "Upstash-Callback-Forward-X-Note", "Content-Type"):
+            headers = {name: value, "Upstash-Callback": NOWHERE + "cb"}
+            answer = http.post("/v2/batch", json=[{"destination": NOWHERE, "headers": headers}])
+            refused(answer, 400)
     nothing_stored(server)
 
 
@@ -175,26 +179,15 @@ FORBIDDEN_FORWARDS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("name", FORBIDDEN_FORWARDS)
 def test_forwarding_a_header_homing_controls_is_refused(
-    server: RunningServer, http: httpx.Client, receiver: Receiver, name: str
+    server: RunningServer, http: httpx.Client
 ) -> None:
-    url = receiver.url("/x")
-    refused(http.post(publish_path(url), headers={f"Upstash-Forward-{name}": "v"}), 400)
-    refused(
-        http.post(
-            "/v2/batch",
-            json=[{"destination": url, "headers": {f"upstash-forward-{name.lower()}": "v"}}],
-        ),
-        400,
-    )
-    refused(
-        http.post(
-            publish_path(url),
-            headers={"Upstash-Callback": receiver.url("/cb"), f"Upstash-Callback-Forward-{name}": "v"},
-        ),
-        400,
-    )
+    for name in FORBIDDEN_FORWARDS:
+        refused(http.post(publish_path(NOWHERE), headers={f"Upstash-Forward-{name}": "v"}), 400)
+        item = {"destination": NOWHERE, "headers": {f"upstash-forward-{name.lower()}": "v"}}
+        refused(http.post("/v2/batch", json=[item]), 400)
+        callback = {"Upstash-Callback": NOWHERE + "cb", f"Upstash-Callback-Forward-{name}": "v"}
+        refused(http.post(publish_path(NOWHERE), headers=callback), 400)
     nothing_stored(server)
 
 
@@ -202,9 +195,14 @@ def test_webhook_mode_drops_controlled_headers_instead_of_refusing(
     http: httpx.Client, receiver: Receiver, verifier: SignatureReceiver
 ) -> None:
     url = receiver.url("/hook")
+
+    def chunked() -> Iterator[bytes]:  # sent with Transfer-Encoding: chunked
+        yield b'{"event"'
+        yield b": 1}"
+
     answer = http.post(
         publish_path(url),
-        content=b'{"event": 1}',
+        content=chunked(),
         headers={
             "Upstash-Header-Forward": "True",  # Python-style boolean
             "Content-Type": "application/json",
@@ -223,6 +221,8 @@ def test_webhook_mode_drops_controlled_headers_instead_of_refusing(
     [got] = receiver.wait_for(1, "/hook")
     assert got.headers["X-Github-Event"] == "push"
     assert got.headers["Content-Type"] == "application/json"
+    assert got.body == b'{"event": 1}'
+    assert "Transfer-Encoding" not in got.headers
     assert got.message_id == answer.json()["messageId"]
     assert got.headers["Upstash-Retried"] == "0"
     assert got.headers["Upstash-Caller-Ip"] == "127.0.0.1"
@@ -265,9 +265,9 @@ INVALID_CONFIG: list[tuple[dict[str, str], str]] = [
 
 
 def test_invalid_configuration_headers_are_refused(
-    server: RunningServer, http: httpx.Client, receiver: Receiver
+    server: RunningServer, http: httpx.Client
 ) -> None:
-    url = receiver.url("/x")
+    url = NOWHERE
     wrong = []
     for headers, what in INVALID_CONFIG:
         for answer in (
@@ -285,12 +285,12 @@ def test_invalid_configuration_headers_are_refused(
 
 
 def test_the_sdk_reports_an_invalid_option_as_an_error(
-    server: RunningServer, client: QStash, receiver: Receiver
+    server: RunningServer, client: QStash
 ) -> None:
     with pytest.raises(QStashError, match="400"):
-        client.message.publish(url=receiver.url("/x"), body="x", retries=99)
+        client.message.publish(url=NOWHERE, body="x", retries=99)
     with pytest.raises(QStashError, match="400"):
-        client.message.publish(url=receiver.url("/x"), flow_control={"key": "only-a-key"})  # type: ignore[typeddict-item]
+        client.message.publish(url=NOWHERE, flow_control={"key": "only-a-key"})  # type: ignore[typeddict-item]
     nothing_stored(server)
 
 
@@ -325,10 +325,9 @@ def test_malformed_batch_is_400(server: RunningServer, http: httpx.Client, body:
     ],
 )
 def test_a_bad_item_fails_the_whole_batch(
-    server: RunningServer, http: httpx.Client, receiver: Receiver, bad_item: dict[str, Any], status: int
+    server: RunningServer, http: httpx.Client, bad_item: dict[str, Any], status: int
 ) -> None:
-    good = {"destination": receiver.url("/first"), "body": "1"}
-    bad = json.loads(json.dumps(bad_item).replace("RECEIVER", receiver.url("/second")))
+    good = {"destination": NOWHERE + "first", "body": "1"}
+    bad = json.loads(json.dumps(bad_item).replace("RECEIVER", NOWHERE + "second"))
     refused(http.post("/v2/batch", json=[good, bad, good]), status)
     nothing_stored(server)
-    assert receiver.requests == []

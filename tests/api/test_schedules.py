@@ -372,6 +372,25 @@ def test_resume_does_not_fire_the_ticks_missed_while_paused(
     assert client.schedule.get(schedule_id).next_schedule_time == now_of(manual_server) + MINUTE
 
 
+def test_a_paused_schedule_keeps_its_next_schedule_time_advancing(
+    manual_server: RunningServer, receiver: Receiver
+) -> None:
+    """Spec 7.5: while paused, triggers are skipped and the next trigger time keeps advancing."""
+    client = sdk(manual_server)
+    start = now_of(manual_server)
+    schedule_id = client.schedule.create(destination=receiver.url("/still"), cron="* * * * *")
+    client.schedule.create(destination=receiver.url("/control"), cron="* * * * *")
+    client.schedule.pause(schedule_id)
+    manual_server.advance(5 * MINUTE)
+    receiver.wait_for(1, "/control")
+    s = client.schedule.get(schedule_id)
+    assert s.paused is True
+    assert s.next_schedule_time == start + 6 * MINUTE
+    [listed] = [x for x in client.schedule.list() if x.schedule_id == schedule_id]
+    assert listed.next_schedule_time == start + 6 * MINUTE
+    assert receiver.to("/still") == []
+
+
 def test_a_deleted_schedule_never_fires_again_and_vanishes(
     manual_server: RunningServer, receiver: Receiver
 ) -> None:

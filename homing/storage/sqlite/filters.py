@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homing.models import LogState, MessageFilter
-
-_IN_PROGRESS_STATES = (LogState.ACTIVE, LogState.RETRY, LogState.ERROR)
+from homing.models import MessageFilter
 
 
 def _in(column: str, values: tuple[Any, ...], out: list[str], params: list[Any]) -> None:
@@ -55,17 +53,3 @@ def message_where(
         out.append(f"{time_column} <= ?")
         params.append(f.to_ms)
     return (" AND ".join(out), params)
-
-
-def expand_states(states: tuple[str, ...]) -> tuple[LogState, ...]:
-    """Filter values -> log states: CANCELLED is CANCELED, IN_PROGRESS is ACTIVE|RETRY|ERROR."""
-    out: list[LogState] = []
-    for raw in states:
-        value = raw.strip().upper()
-        if value == "IN_PROGRESS":
-            out.extend(_IN_PROGRESS_STATES)
-        elif value == "CANCELLED":
-            out.append(LogState.CANCELED)
-        else:
-            out.append(LogState(value))
-    return tuple(out)

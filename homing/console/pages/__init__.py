@@ -1,0 +1,1 @@
+"""One module per console page: its GET handler and the actions its forms post."""

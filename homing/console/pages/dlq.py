@@ -1,0 +1,124 @@
+"""The dead-letter queue: search, and single or bulk retry and delete after a confirmation.
+
+A retry goes through the same steps as `POST /v2/dlq/retry`: `retry_from_dlq` rebuilds the
+message from the entry, the destination policy checks it, and `replace_dlq` swaps entry for
+message atomically, so an entry retried twice (two tabs, two operators) is delivered once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from homing import ids
+from homing.api.context import Services
+from homing.api.publish import check_destinations
+from homing.console import filtering
+from homing.console.gate import (
+    Viewer,
+    action,
+    back,
+    confirm_page,
+    confirmed,
+    flash,
+    page,
+    page_response,
+    services,
+)
+from homing.errors import InvalidRequest
+from homing.headers import parse_options
+from homing.models import Message, MessageFilter
+from homing.publish import retry_from_dlq
+
+PAGE_SIZE = 50
+MAX_SELECTED = 100
+
+
+@page
+async def list_dlq(request: Request, viewer: Viewer) -> Response:
+    found = filtering.search(request.query_params, filtering.DLQ_FIELDS)
+    result = await services(request).storage.list_dlq(
+        viewer.account_id,
+        filter=found.filter,
+        cursor=found.cursor,
+        count=PAGE_SIZE,
+        newest_first=True,
+    )
+    context = {
+        "nav": "dlq",
+        "search": found,
+        "entries": result.items,
+        "next_cursor": result.cursor,
+    }
+    return page_response(request, viewer, "dlq.html", context)
+
+
+async def retry_entries(svc: Services, account_id: str, entries: Sequence[Message]) -> list[str]:
+    """Retry DLQ entries as `POST /v2/dlq/retry` does with no override headers; returns the new
+    message ids (entries already gone are skipped)."""
+    overrides = parse_options([], limits=svc.settings.limits)
+    now = svc.clock.now_ms()
+    replacements = []
+    for entry in entries:
+        message = retry_from_dlq(entry, overrides, now_ms=now, new_id=ids.message_id)
+        check_destinations(svc, [message.url], overrides)
+        replacements.append((entry.dlq_id or "", message))
+    results = await svc.storage.replace_dlq(
+        account_id, replacements, now_ms=now, dedup_window_ms=svc.settings.dedup_window_ms
+    )
+    return [r.message_id for r in results if r is not None]
+
+
+async def _selected(svc: Services, account_id: str, form: QueryParams) -> list[Message]:
+    dlq_ids = tuple(dict.fromkeys(i for i in form.getlist("dlqId") if i))
+    if not dlq_ids:
+        raise InvalidRequest("Select at least one entry first.")
+    if len(dlq_ids) > MAX_SELECTED:
+        raise InvalidRequest(f"Select at most {MAX_SELECTED} entries at once.")
+    page_ = await svc.storage.list_dlq(
+        account_id, filter=MessageFilter(dlq_ids=dlq_ids), cursor=None, count=len(dlq_ids)
+    )
+    return page_.items
+
+
+def _describe(entries: Sequence[Message]) -> list[str]:
+    return [f"{m.dlq_id} · {m.spec.method} {m.url}" for m in entries]
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+@action()
+async def retry(request: Request, viewer: Viewer, form: QueryParams) -> Response:
+    svc = services(request)
+    entries = await _selected(svc, viewer.account_id, form)
+    if not confirmed(form):
+        question = f"Retry {_plural(len(entries), 'message', 'messages')} from the DLQ?"
+        return confirm_page(request, viewer, form, question, _describe(entries))
+    new_ids = await retry_entries(svc, viewer.account_id, entries)
+    target = back(request, form)
+    if len(new_ids) == 1 and target.startswith("/console/messages/"):
+        target = f"/console/messages/{new_ids[0]}"  # retried from its page: follow the retry
+    text = f"Retried {_plural(len(new_ids), 'message', 'messages')}."
+    if len(new_ids) < len(entries):
+        text += " Others had already left the DLQ."
+    return flash(request, RedirectResponse(target, 303), text)
+
+
+@action()
+async def delete(request: Request, viewer: Viewer, form: QueryParams) -> Response:
+    svc = services(request)
+    entries = await _selected(svc, viewer.account_id, form)
+    if not confirmed(form):
+        question = f"Delete {_plural(len(entries), 'entry', 'entries')} from the DLQ for good?"
+        return confirm_page(request, viewer, form, question, _describe(entries))
+    deleted = await svc.storage.delete_dlq(viewer.account_id, [m.dlq_id or "" for m in entries])
+    target = back(request, form)
+    if target.startswith("/console/messages/"):
+        target = "/console/dlq"
+    text = f"Deleted {_plural(deleted, 'entry', 'entries')}."
+    return flash(request, RedirectResponse(target, 303), text)

@@ -1,0 +1,54 @@
+"""Signing keys: shown masked, revealed on request, rotated after a warning."""
+
+from __future__ import annotations
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from homing import ids
+from homing.api.http import JSON
+from homing.console.gate import (
+    Viewer,
+    action,
+    api,
+    confirm_page,
+    confirmed,
+    flash,
+    page,
+    page_response,
+    services,
+)
+
+ROTATE_WARNING = [
+    "The next key becomes the current key, and a new next key is generated.",
+    "Receivers that verify with the old current key will reject every message signed from "
+    "now on, until they are given the new keys.",
+]
+
+
+@page
+async def show_keys(request: Request, viewer: Viewer) -> Response:
+    keys = await services(request).storage.signing_keys(viewer.account_id)
+    context = {"nav": "keys", "keys": keys, "warning": ROTATE_WARNING}
+    return page_response(request, viewer, "keys.html", context)
+
+
+@api
+async def reveal(request: Request, viewer: Viewer) -> Response:
+    """The full keys, for the reveal toggle: a same-origin fetch only (no CORS headers)."""
+    keys = await services(request).storage.signing_keys(viewer.account_id)
+    response = JSON({"current": keys.current, "next": keys.next})
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+@action()
+async def rotate(request: Request, viewer: Viewer, form: QueryParams) -> Response:
+    if not confirmed(form):
+        return confirm_page(request, viewer, form, "Rotate the signing keys?", ROTATE_WARNING)
+    svc = services(request)
+    await svc.storage.rotate_signing_keys(viewer.account_id, ids.signing_key())
+    svc.engine.keys.forget(viewer.account_id)  # sign with the new current key at once
+    response = RedirectResponse("/console/keys", 303)
+    return flash(request, response, "Signing keys rotated. Update your receivers.")

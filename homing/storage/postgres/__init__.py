@@ -1,0 +1,1 @@
+"""PostgreSQL backend: several Homing nodes share one database (`--database postgresql://...`)."""

@@ -1,0 +1,240 @@
+"""Claiming, leases and outcomes on PostgreSQL (mixed into PostgresStorage).
+
+Claim: one statement per batch (`claim` in queries.sql): a CTE selects the oldest due READY rows
+`FOR UPDATE SKIP LOCKED`, so concurrent claimers on any node get disjoint rows without waiting
+on each other; the same statement sets the lease (owner, expiry, a fresh random token) and logs
+ACTIVE. Due messages with a flow-control key come back unclaimed and are decided in a short
+transaction holding the key's row lock (see `flow.py`).
+
+Fencing: an outcome is applied only `WHERE state = 'active' AND lease_token = <its token>`.
+When a lease expires, `release_expired_leases` clears the token; the next claim sets a new one,
+so a node that comes back late with a result changes nothing.
+
+Outcomes: the whole batch is one statement in the common case (no queue slot, no flow key, no
+callbacks to insert): one UPDATE from an unnest() of the outcomes, with their events, and a
+NOTIFY for retries. Messages that hold a queue slot or a flow-control key, and outcomes that
+create messages, are recorded in one transaction that also admits the queue's next message,
+promotes the key's waitlist and inserts the new messages.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from homing.models import AttemptOutcome, Claimed, OutcomeKind
+from homing.storage import codec
+from homing.storage.postgres import flow
+from homing.storage.postgres.messages import Q, admit, insert, json_text, message
+from homing.storage.postgres.pool import Conn, Database, affected
+
+RELEASED_INFO = json_text({"error": "attempt interrupted; lease released"})
+_MESSAGE_OFFSET = 3  # claim rows: kind, seq, unblock_ms, then the message columns
+
+
+def _earliest(*times: int | None) -> int | None:
+    return min((t for t in times if t is not None), default=None)
+
+
+class DeliveryStore:
+    """The delivery part of the storage contract."""
+
+    _db: Database
+    _unblock_hint: int | None
+
+    if TYPE_CHECKING:  # provided by Storage; declared for the type checker only
+
+        def _wake(self, due_ms: int) -> None: ...
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    async def claim_due(
+        self, *, now_ms: int, limit: int, node_id: str, lease_ms: int
+    ) -> list[Claimed]:
+        token = secrets.randbits(62)
+        until = now_ms + lease_ms
+        if self._unblock_hint is not None and self._unblock_hint <= now_ms:
+            # A rate window has reopened: put its waitlist back in line before choosing.
+            await self._promote_unblocked(now_ms)
+        rows = await self._claim(now_ms, limit, node_id, until, token)
+        if self._unblock_hint is not None and self._unblock_hint <= now_ms and len(rows) < limit:
+            # Another node held messages we did not know about; their window reopened too.
+            await self._promote_unblocked(now_ms)
+            rows += await self._claim(now_ms, limit - len(rows), node_id, until, token)
+        return [Claimed(message(r, _MESSAGE_OFFSET), token) for r in rows]
+
+    async def _claim(
+        self, now_ms: int, limit: int, node_id: str, until: int, token: int
+    ) -> list[Any]:
+        rows = await self._db.fetch(Q["claim"], now_ms, limit, node_id, until, token)
+        claimed = [r for r in rows if r[0] == "claimed"]
+        held = [(r["id"], r["account_id"], r["flow_key"]) for r in rows if r[0] == "flow"]
+        self._unblock_hint = next((r[2] for r in rows if r[0] == "unblock"), None)
+        if held:
+            claimed += await self._db.run(
+                lambda conn: self._claim_flow(conn, held, now_ms, node_id, until, token)
+            )
+        claimed.sort(key=lambda r: (r["due_ms"], r["seq"]))
+        return claimed
+
+    async def _claim_flow(
+        self,
+        conn: Conn,
+        candidates: list[tuple[str, str, str]],
+        now_ms: int,
+        node_id: str,
+        until: int,
+        token: int,
+    ) -> list[Any]:
+        """Decide on due messages with flow-control keys, holding the keys' row locks."""
+        states = await flow.lock(conn, [(account, key) for _, account, key in candidates])
+        ready = await conn.fetch(Q["recheck_ready"], [c[0] for c in candidates], now_ms)
+        actives = await flow.active_counts(conn, states)
+        by_key: dict[tuple[str, str], list[str]] = {}
+        for r in ready:
+            by_key.setdefault((r[1], r[2]), []).append(r[0])
+        chosen: list[str] = []
+        held: list[str] = []
+        for k, ids in by_key.items():
+            state = states.get(k)
+            if state is None:
+                chosen.extend(ids)
+                continue
+            cap, blocked_until = flow.capacity(state, actives.get(k, 0), now_ms)
+            take = ids[:cap]
+            chosen.extend(take)
+            state.rate_count += len(take)
+            if len(ids) > len(take):
+                held.extend(ids[len(take) :])
+                if blocked_until is not None:
+                    state.blocked_until_ms = blocked_until
+        await flow.save(conn, states.values())
+        if held:
+            await conn.execute(Q["hold_waiting"], held)
+            blocked = [s.blocked_until_ms for s in states.values() if s.blocked_until_ms]
+            if blocked:
+                self._unblock_hint = _earliest(self._unblock_hint, *blocked)
+        if not chosen:
+            return []
+        rows: list[Any] = await conn.fetch(Q["claim_ids"], chosen, now_ms, node_id, until, token)
+        return rows
+
+    async def _promote_unblocked(self, now_ms: int) -> None:
+        moved = await self._db.run(lambda conn: flow.promote_unblocked(conn, now_ms))
+        row = await self._db.fetchrow(Q["next_due"])
+        self._unblock_hint = row["unblock"]
+        if moved:
+            self._wake(now_ms)
+
+    async def next_due_ms(self) -> int | None:
+        row = await self._db.fetchrow(Q["next_due"])
+        self._unblock_hint = row["unblock"]
+        return _earliest(row["due"], row["unblock"])
+
+    async def renew_leases(self, node_id: str, *, until_ms: int) -> int:
+        return affected(await self._db.execute(Q["renew_leases"], until_ms, node_id))
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _outcome_args(outcomes: Sequence[AttemptOutcome], everything: bool) -> list[Any]:
+        info_a: list[str | None] = []
+        info_b: list[str | None] = []
+        for o in outcomes:
+            if o.kind is OutcomeKind.DELIVERED:
+                info_a.append(json_text({"responseStatus": o.response.status}))
+                info_b.append(None)
+                continue
+            error = codec.event_info(o.response)
+            info_a.append(json_text(error))
+            if o.kind is OutcomeKind.RETRY:
+                info_b.append(json_text({"nextDeliveryTime": o.retry_at_ms}))
+            else:
+                info_b.append(json_text({"error": error["error"]}))
+        return [
+            [o.message_id for o in outcomes],
+            [o.lease_token for o in outcomes],
+            [o.kind.value for o in outcomes],
+            [o.finished_ms for o in outcomes],
+            [codec.encode_response(o.response) for o in outcomes],
+            [o.response.status for o in outcomes],
+            [o.retry_at_ms if o.kind is OutcomeKind.RETRY else None for o in outcomes],
+            [o.dlq_id if o.kind is OutcomeKind.FAILED else None for o in outcomes],
+            info_a,
+            info_b,
+            everything,
+        ]
+
+    async def _record_all(
+        self, conn: Conn, outcomes: Sequence[AttemptOutcome]
+    ) -> tuple[list[bool], int | None]:
+        """Record outcomes with everything they entail, in the caller's transaction."""
+        rows = await conn.fetch(Q["record_outcomes"], *self._outcome_args(outcomes, True))
+        applied = [bool(r["applied"]) for r in rows]
+        earliest = _earliest(*(r["due_ms"] for r in rows if r["state"] == "ready"))
+        new = [
+            (m, o.finished_ms)
+            for o, r in zip(outcomes, rows, strict=True)
+            if r["applied"] and r["state"] != "canceled"
+            for m in o.new_messages
+        ]
+        if new:
+            _, due = await insert(
+                conn, [m for m, _ in new], max(t for _, t in new), 0, [t for _, t in new]
+            )
+            earliest = _earliest(earliest, due)
+        latest: dict[tuple[str, str], int] = {}
+        for o, r in zip(outcomes, rows, strict=True):
+            if r["applied"] and r["flow_key"] is not None:
+                k = (r["account_id"], r["flow_key"])
+                latest[k] = max(latest.get(k, o.finished_ms), o.finished_ms)
+        for k, t in sorted(latest.items()):
+            if await flow.promote(conn, [k], t):
+                earliest = _earliest(earliest, t)
+        slots = [
+            (r["account_id"], r["queue_slot"])
+            for r in rows
+            if r["applied"] and r["queue_slot"] and r["state"] != "ready"
+        ]
+        earliest = _earliest(earliest, await admit(conn, slots))
+        return applied, earliest
+
+    async def record_outcomes(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        if not outcomes:
+            return []
+        if any(o.new_messages for o in outcomes):
+            applied, earliest = await self._db.run(lambda conn: self._record_all(conn, outcomes))
+        else:
+            # The common case in one autocommit statement; messages that hold a queue slot or
+            # a flow key are left alone by it and recorded in a transaction of their own.
+            args = self._outcome_args(outcomes, False)
+            rows = await self._db.fetch(Q["record_outcomes"], *args)
+            applied = [bool(r["applied"]) for r in rows]
+            earliest = _earliest(*(r["due_ms"] for r in rows if r["state"] == "ready"))
+            deferred = [i for i, r in enumerate(rows) if r["deferred"]]
+            if deferred:
+                later = [outcomes[i] for i in deferred]
+                done, due = await self._db.run(lambda conn: self._record_all(conn, later))
+                for i, ok in zip(deferred, done, strict=True):
+                    applied[i] = ok
+                earliest = _earliest(earliest, due)
+        if earliest is not None:
+            self._wake(earliest)
+        return applied
+
+    # -- releasing --------------------------------------------------------------------------
+
+    async def release_leases(self, *, node_id: str | None, now_ms: int) -> int:
+        row = await self._db.fetchrow(Q["release_node"], now_ms, node_id, RELEASED_INFO)
+        count: int = row["n"]
+        if count:
+            self._wake(now_ms)
+        return count
+
+    async def release_expired_leases(self, *, now_ms: int) -> int:
+        row = await self._db.fetchrow(Q["release_expired"], now_ms, RELEASED_INFO)
+        count: int = row["n"]
+        if count:
+            self._wake(now_ms)
+        return count

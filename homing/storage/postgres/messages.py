@@ -1,0 +1,228 @@
+"""Message rows on PostgreSQL: decoding, the insert path, queue admission and the event log.
+
+These run on a connection the caller provides, inside the caller's transaction, so that an
+operation (a publish, an outcome with its callbacks, a schedule fire) stays atomic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from homing.models import InsertResult, LogState, Message, MessageState, NewMessage
+from homing.storage import codec
+from homing.storage.postgres.pool import Conn
+from homing.storage.queries import load_queries
+
+Q = load_queries("homing.storage.postgres")
+
+# The columns `message()` decodes, in order (as in the SQLite backend).
+COLUMNS = (
+    "id, account_id, url, body, spec, state, created_ms, not_before_ms, due_ms, attempts, "
+    "caller_ip, queue_name, topic_name, endpoint_name, schedule_id, labels, flow_key, flow, "
+    "cancel_requested, dlq_id, dlq_ms, last_response, final_ms"
+)
+M_COLUMNS = ", ".join("m." + c.strip() for c in COLUMNS.split(","))
+
+EventRow = tuple[str, str, int, LogState, dict[str, Any] | None]
+
+
+def message(row: Any, offset: int = 0) -> Message:
+    r = offset
+    return Message(
+        id=row[r],
+        account_id=row[r + 1],
+        url=row[r + 2],
+        body=bytes(row[r + 3]),
+        spec=codec.decode_spec(row[r + 4]),
+        state=MessageState(row[r + 5]),
+        created_ms=row[r + 6],
+        not_before_ms=row[r + 7],
+        due_ms=row[r + 8],
+        attempts=row[r + 9],
+        caller_ip=row[r + 10],
+        queue_name=row[r + 11],
+        topic_name=row[r + 12],
+        endpoint_name=row[r + 13],
+        schedule_id=row[r + 14],
+        labels=codec.decode_labels(row[r + 15]),
+        flow=codec.decode_flow(row[r + 16], row[r + 17]),
+        cancel_requested=bool(row[r + 18]),
+        dlq_id=row[r + 19],
+        dlq_ms=row[r + 20],
+        last_response=codec.decode_response(row[r + 21]),
+        final_ms=row[r + 22],
+    )
+
+
+def json_text(info: dict[str, Any] | None) -> str | None:
+    return orjson.dumps(info).decode() if info else None
+
+
+async def log_events(conn: Conn, rows: Sequence[EventRow]) -> None:
+    """Append events in the given order (ids increase in that order)."""
+    if not rows:
+        return
+    await conn.execute(
+        Q["log_events"],
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3].value for r in rows],
+        [json_text(r[4]) for r in rows],
+    )
+
+
+def is_plain(messages: Sequence[NewMessage]) -> bool:
+    """True when inserting needs no dedup check, queue or flow key: one autocommit statement."""
+    return all(m.dedup_key is None and m.queue_name is None and m.flow is None for m in messages)
+
+
+def _earliest(*times: int | None) -> int | None:
+    return min((t for t in times if t is not None), default=None)
+
+
+async def admit(conn: Conn, queues: Iterable[tuple[str, str]]) -> int | None:
+    """Let queued messages of these queues start, in FIFO order, up to each one's parallelism.
+
+    Locks the queue rows first (in order), so the busy count it reads is current and two nodes
+    never admit past the limit together. Returns the earliest due time admitted."""
+    keys = sorted(set(queues))
+    if not keys:
+        return None
+    accounts, names = [k[0] for k in keys], [k[1] for k in keys]
+    await conn.fetch(Q["lock_queues"], accounts, names)
+    due: int | None = await conn.fetchval(Q["admit"], accounts, names)
+    return due
+
+
+async def _deduplicate(
+    conn: Conn, messages: Sequence[NewMessage], now_ms: int, window_ms: int
+) -> list[InsertResult | None]:
+    """Claim dedup keys; the result of each message that must not be stored (else None)."""
+    results: list[InsertResult | None] = [None] * len(messages)
+    claimant: dict[tuple[str, str], int] = {}  # key -> the message that claims it
+    for i, m in enumerate(messages):
+        if m.dedup_key is None:
+            continue
+        key = (m.account_id, m.dedup_key)
+        # With a window, the first message of a batch holds the key for the others. Without
+        # one, a key expires at once: each message replaces the last, so the last one claims.
+        if window_ms <= 0 or key not in claimant:
+            claimant[key] = i
+    if not claimant:
+        return results
+    keys = sorted(claimant)
+    taken_rows = await conn.fetch(
+        Q["dedup_claim"],
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [messages[claimant[k]].id for k in keys],
+        now_ms + window_ms,
+        now_ms,
+    )
+    taken = {(r[0], r[1]) for r in taken_rows}
+    original: dict[tuple[str, str], str] = {}
+    missing = [k for k in keys if k not in taken]
+    if missing:
+        rows = await conn.fetch(
+            Q["dedup_originals"], [k[0] for k in missing], [k[1] for k in missing]
+        )
+        original = {(r[0], r[1]): r[2] for r in rows}
+    for i, m in enumerate(messages):
+        if m.dedup_key is None:
+            continue
+        key = (m.account_id, m.dedup_key)
+        if key not in taken:
+            results[i] = InsertResult(original.get(key, m.id), m.url, deduplicated=True)
+        elif window_ms > 0 and claimant[key] != i:
+            results[i] = InsertResult(messages[claimant[key]].id, m.url, deduplicated=True)
+    return results
+
+
+async def _ensure_flow_keys(conn: Conn, messages: Sequence[NewMessage], now_ms: int) -> None:
+    latest: dict[tuple[str, str], Any] = {}
+    for m in messages:
+        if m.flow is not None:
+            latest[(m.account_id, m.flow.key)] = m.flow  # the last message's settings win
+    if not latest:
+        return
+    keys = sorted(latest)
+    await conn.execute(
+        Q["flow_ensure"],
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [latest[k].parallelism for k in keys],
+        [latest[k].rate for k in keys],
+        [latest[k].period_s for k in keys],
+        now_ms,
+    )
+
+
+async def insert(
+    conn: Conn,
+    messages: Sequence[NewMessage],
+    now_ms: int,
+    dedup_window_ms: int,
+    event_times: Sequence[int] | None = None,
+) -> tuple[list[InsertResult], int | None]:
+    """Store messages and log CREATED (at `event_times`, one per message, else `now_ms`);
+    returns (results in input order, earliest claimable due).
+
+    Runs in the caller's transaction; only `is_plain(messages)` batches may run without one."""
+    if not messages:
+        return [], None
+    results = await _deduplicate(conn, messages, now_ms, dedup_window_ms)
+    kept = [
+        (m, now_ms if event_times is None else event_times[i])
+        for i, (m, r) in enumerate(zip(messages, results, strict=True))
+        if r is None
+    ]
+    keep = [m for m, _ in kept]
+    if not keep:
+        return [r for r in results if r is not None], None
+    queues = sorted({(m.account_id, m.queue_name) for m in keep if m.queue_name is not None})
+    if queues:
+        await conn.execute(
+            Q["ensure_queues"], [q[0] for q in queues], [q[1] for q in queues], now_ms
+        )
+    await _ensure_flow_keys(conn, keep, now_ms)
+    ready_due = _earliest(*(m.not_before_ms for m in keep if m.queue_name is None))
+    parts = [codec.url_parts(m.url) for m in keep]
+    await conn.execute(
+        Q["insert_messages"],
+        [m.id for m in keep],
+        [m.account_id for m in keep],
+        [
+            MessageState.QUEUED.value if m.queue_name is not None else MessageState.READY.value
+            for m in keep
+        ],
+        [m.created_ms for m in keep],
+        [m.not_before_ms for m in keep],
+        [m.url for m in keep],
+        [p[0] for p in parts],
+        [p[1] for p in parts],
+        [m.caller_ip for m in keep],
+        [m.queue_name for m in keep],
+        [m.queue_name or m.queue_slot for m in keep],
+        [m.topic_name for m in keep],
+        [m.endpoint_name for m in keep],
+        [m.schedule_id for m in keep],
+        [codec.encode_labels(m.labels) for m in keep],
+        [m.flow.key if m.flow else None for m in keep],
+        [codec.encode_flow(m.flow) for m in keep],
+        [codec.encode_spec(m.spec) for m in keep],
+        [m.body for m in keep],
+        [
+            json_text({"nextDeliveryTime": m.not_before_ms}) if m.not_before_ms > t else None
+            for m, t in kept
+        ],
+        [t for _, t in kept],
+        ready_due,
+    )
+    admitted = await admit(conn, queues)
+    it = iter(keep)
+    out = [r if r is not None else InsertResult((m := next(it)).id, m.url) for r in results]
+    return out, _earliest(ready_due, admitted)

@@ -1,0 +1,96 @@
+"""Helpers shared by the console's browser tests and its screenshot script."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.receiver import Receiver, Reply
+from tests.support.server import DEV_TOKEN, RunningServer
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_or_skip() -> str:
+    """The system Chromium (Debian's `chromium`), with Playwright importable; in CI a missing
+    browser is a failure, elsewhere a skip that says what to install."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    problem = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problem = "playwright is not installed (pip install -e '.[test]')"
+    if problem is None and path is None:
+        problem = "chromium is not installed (apt-get install chromium)"
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests need {problem}")
+        pytest.skip(f"browser tests need {problem}")
+    assert path is not None
+    return path
+
+
+def api(server: RunningServer, token: str = DEV_TOKEN) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+def publish(client: httpx.Client, url: str, body: str | bytes = "hi", **headers: str) -> str:
+    response = client.post(f"/v2/publish/{url}", content=body, headers=headers)
+    response.raise_for_status()
+    found = response.json()
+    first = found[0] if isinstance(found, list) else found  # a URL group answers a list
+    message_id: str = first["messageId"]
+    return message_id
+
+
+def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        time.sleep(0.05)
+
+
+def dlq_ids(client: httpx.Client) -> dict[str, str]:
+    """message id -> DLQ id of every DLQ entry."""
+    entries = client.get("/v2/dlq").json()["messages"]
+    return {m["messageId"]: m["dlqId"] for m in entries}
+
+
+class Switch:
+    """A destination that answers 500 with a JSON error until it is switched on."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    def __call__(self, _: object) -> Reply:
+        if self.up:
+            return Reply(200, b'{"ok":true}', {"Content-Type": "application/json"})
+        body = b'{"error":"database is down","code":"E_DB"}'
+        return Reply(500, body, {"Content-Type": "application/json", "X-Request-Id": "r-81"})
+
+
+def down_destination(receiver: Receiver, path: str = "/down") -> Switch:
+    switch = Switch()
+    receiver.on(path, switch)
+    return switch
