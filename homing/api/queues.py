@@ -12,6 +12,7 @@ from homing.errors import InvalidRequest, NotFound, QuotaExceeded
 from homing.publish import validate_name
 
 MAX_PARALLELISM = 1000
+MAX_QUEUES = 1000
 
 
 async def upsert(request: Request) -> Response:
@@ -33,6 +34,11 @@ async def upsert(request: Request) -> Response:
     paused = body.get("paused", False)
     if not isinstance(paused, bool):
         raise InvalidRequest("paused must be true or false")
+    if (
+        await svc.storage.get_queue(account_id, name) is None
+        and len(await svc.storage.list_queues(account_id)) >= MAX_QUEUES
+    ):
+        raise QuotaExceeded(f"an account may have at most {MAX_QUEUES} queues")
     await svc.storage.upsert_queue(
         account_id, name, parallelism=parallelism, paused=paused, now_ms=svc.clock.now_ms()
     )

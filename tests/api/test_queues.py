@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +19,16 @@ from tests.support.server import DEV_TOKEN, RunningServer
 QUEUE_KEYS = {"name", "parallelism", "createdAt", "updatedAt", "lag", "paused"}
 
 
+# Plain HTTP on loopback: one TLS context for every client instead of loading CA certs each time.
+_TLS = ssl.create_default_context()
+
+
 def api(server: RunningServer) -> httpx.Client:
     return httpx.Client(
-        base_url=server.base_url, headers={"Authorization": f"Bearer {DEV_TOKEN}"}, timeout=30
+        base_url=server.base_url,
+        headers={"Authorization": f"Bearer {DEV_TOKEN}"},
+        timeout=30,
+        verify=_TLS,
     )
 
 
@@ -143,9 +151,7 @@ def test_delete_removes_the_queue_at_once_and_missing_ones_delete_with_200(
     assert api(server).delete("/v2/queues/never-was").status_code == 200
 
 
-def test_deleting_a_queue_cancels_its_waiting_messages(
-    client: QStash, receiver: Receiver
-) -> None:
+def test_deleting_a_queue_cancels_its_waiting_messages(client: QStash, receiver: Receiver) -> None:
     client.queue.upsert("doomed", paused=True)
     result = client.message.enqueue(queue="doomed", url=receiver.url("/doomed"), body="x")
     client.queue.delete("doomed")
@@ -170,6 +176,31 @@ def test_invalid_upserts_are_400(server: RunningServer, body: dict[str, Any]) ->
     response = api(server).post("/v2/queues", json=body)
     assert response.status_code == 400, response.text
     assert api(server).get("/v2/queues").json() == []
+
+
+def test_parallelism_above_the_maximum_is_412(server: RunningServer) -> None:
+    response = api(server).post("/v2/queues", json={"queueName": "huge", "parallelism": 100_000})
+    assert response.status_code == 412, response.text
+
+
+def test_an_account_holds_at_most_1000_queues(server: RunningServer) -> None:
+    """Spec 6.1 / 14: creating a queue beyond the maximum count answers 412; existing queues
+    can still be changed."""
+    http = api(server)
+    items = [
+        {
+            "destination": "http://127.0.0.1:9/x",
+            "queue": f"q{i}",
+            "headers": {"Upstash-Delay": "1h"},
+        }
+        for i in range(1000)
+    ]
+    assert http.post("/v2/batch", json=items).status_code in (200, 201)  # auto-creates 1000
+    response = http.post("/v2/queues", json={"queueName": "one-too-many"})
+    assert response.status_code == 412, response.text
+    assert http.get("/v2/queues/one-too-many").status_code == 404
+    assert http.post("/v2/queues", json={"queueName": "q7", "parallelism": 2}).status_code == 200
+    assert http.get("/v2/queues/q7").json()["parallelism"] == 2
 
 
 def test_sdk_upsert_with_parallelism_0_raises(client: QStash) -> None:
@@ -211,7 +242,9 @@ def test_raw_enqueue_returns_the_publish_shape(server: RunningServer, receiver: 
     receiver.wait_for(1, "/raw-enqueue")
 
 
-def test_enqueue_with_an_invalid_queue_name_is_400(server: RunningServer, receiver: Receiver) -> None:
+def test_enqueue_with_an_invalid_queue_name_is_400(
+    server: RunningServer, receiver: Receiver
+) -> None:
     response = api(server).post(f"/v2/enqueue/bad,name/{receiver.url('/x')}", content=b"x")
     assert response.status_code == 400
 

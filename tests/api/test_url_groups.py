@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -12,18 +14,33 @@ from qstash.errors import QStashError
 from tests.support.receiver import Receiver
 from tests.support.server import DEV_TOKEN, RunningServer
 
+# Plain HTTP on loopback: one TLS context for every client instead of loading CA certs each time.
+_TLS = ssl.create_default_context()
+
 
 def api(server: RunningServer) -> httpx.Client:
     return httpx.Client(
-        base_url=server.base_url, headers={"Authorization": f"Bearer {DEV_TOKEN}"}, timeout=10
+        base_url=server.base_url,
+        headers={"Authorization": f"Bearer {DEV_TOKEN}"},
+        timeout=10,
+        verify=_TLS,
     )
 
 
-def three_endpoints(client: QStash, receiver: Receiver, group: str = "team") -> list[str]:
-    urls = [receiver.url("/a"), receiver.url("/b"), receiver.url("/c?x=1")]
+def nowhere(path: str) -> str:
+    """An endpoint URL for tests that never publish (nothing listens there)."""
+    return f"http://127.0.0.1:9{path}"
+
+
+def three_endpoints(client: QStash, url: Callable[[str], str], group: str = "team") -> list[str]:
+    urls = [url("/a"), url("/b"), url("/c?x=1")]
     client.url_group.upsert_endpoints(
         url_group=group,
-        endpoints=[{"url": urls[0], "name": "alpha"}, {"url": urls[1]}, {"url": urls[2], "name": "gamma"}],
+        endpoints=[
+            {"url": urls[0], "name": "alpha"},
+            {"url": urls[1]},
+            {"url": urls[2], "name": "gamma"},
+        ],
     )
     return urls
 
@@ -31,11 +48,9 @@ def three_endpoints(client: QStash, receiver: Receiver, group: str = "team") -> 
 # -- upsert, get, list -----------------------------------------------------------------------
 
 
-def test_upsert_creates_the_group_and_get_returns_the_endpoints_in_order(
-    client: QStash, receiver: Receiver
-) -> None:
+def test_upsert_creates_the_group_and_get_returns_the_endpoints_in_order(client: QStash) -> None:
     before = int(time.time() * 1000)
-    urls = three_endpoints(client, receiver)
+    urls = three_endpoints(client, nowhere)
     group = client.url_group.get("team")
     assert group.name == "team"
     assert [(e.url, e.name) for e in group.endpoints] == [
@@ -46,10 +61,8 @@ def test_upsert_creates_the_group_and_get_returns_the_endpoints_in_order(
     assert before - 1000 <= group.created_at <= group.updated_at <= time.time() * 1000 + 1000
 
 
-def test_endpoint_objects_contain_only_url_and_name(
-    client: QStash, server: RunningServer, receiver: Receiver
-) -> None:
-    urls = three_endpoints(client, receiver)
+def test_endpoint_objects_contain_only_url_and_name(client: QStash, server: RunningServer) -> None:
+    urls = three_endpoints(client, nowhere)
     doc = api(server).get("/v2/topics/team").json()
     assert set(doc) >= {"name", "createdAt", "updatedAt", "endpoints"}
     assert doc["endpoints"] == [
@@ -61,36 +74,36 @@ def test_endpoint_objects_contain_only_url_and_name(
     assert listed == doc
 
 
-def test_list_returns_every_group(client: QStash, receiver: Receiver) -> None:
+def test_list_returns_every_group(client: QStash) -> None:
     assert client.url_group.list() == []
-    client.url_group.upsert_endpoints(url_group="one", endpoints=[{"url": receiver.url("/1")}])
-    client.url_group.upsert_endpoints(url_group="two", endpoints=[{"url": receiver.url("/2")}])
+    client.url_group.upsert_endpoints(url_group="one", endpoints=[{"url": nowhere("/1")}])
+    client.url_group.upsert_endpoints(url_group="two", endpoints=[{"url": nowhere("/2")}])
     assert sorted(g.name for g in client.url_group.list()) == ["one", "two"]
 
 
 def test_upserting_again_adds_new_endpoints_and_replaces_matching_ones(
-    client: QStash, server: RunningServer, receiver: Receiver
+    client: QStash, server: RunningServer
 ) -> None:
-    urls = three_endpoints(client, receiver)
+    urls = three_endpoints(client, nowhere)
     created = client.url_group.get("team").created_at
     time.sleep(0.01)
     client.url_group.upsert_endpoints(
         url_group="team",
-        endpoints=[{"url": urls[1], "name": "beta"}, {"url": receiver.url("/d")}],
+        endpoints=[{"url": urls[1], "name": "beta"}, {"url": nowhere("/d")}],
     )
     doc = api(server).get("/v2/topics/team").json()
     assert doc["endpoints"] == [
         {"url": urls[0], "name": "alpha"},
         {"url": urls[1], "name": "beta"},
         {"url": urls[2], "name": "gamma"},
-        {"url": receiver.url("/d")},
+        {"url": nowhere("/d")},
     ]
     assert doc["createdAt"] == created
     assert doc["updatedAt"] > created
 
 
-def test_urls_are_kept_verbatim(client: QStash, server: RunningServer, receiver: Receiver) -> None:
-    slash, bare = receiver.url("/v/"), receiver.url("/v")
+def test_urls_are_kept_verbatim(client: QStash, server: RunningServer) -> None:
+    slash, bare = nowhere("/v/"), nowhere("/v")
     client.url_group.upsert_endpoints(url_group="exact", endpoints=[{"url": slash}, {"url": bare}])
     assert [e.url for e in client.url_group.get("exact").endpoints] == [slash, bare]
 
@@ -101,7 +114,7 @@ def test_urls_are_kept_verbatim(client: QStash, server: RunningServer, receiver:
 def test_publish_fans_out_one_message_per_endpoint_in_order(
     client: QStash, receiver: Receiver
 ) -> None:
-    urls = three_endpoints(client, receiver)
+    urls = three_endpoints(client, receiver.url)
     results = client.message.publish_json(url_group="team", body={"n": 1}, headers={"X-T": "t"})
     assert isinstance(results, list)
     assert [r.url for r in results] == urls
@@ -122,7 +135,7 @@ def test_publish_fans_out_one_message_per_endpoint_in_order(
 def test_raw_publish_to_a_group_returns_a_bare_array(
     client: QStash, server: RunningServer, receiver: Receiver
 ) -> None:
-    urls = three_endpoints(client, receiver)
+    urls = three_endpoints(client, receiver.url)
     response = api(server).post("/v2/publish/team", content=b"x")
     assert response.status_code in (200, 201)
     body = response.json()
@@ -137,7 +150,7 @@ def test_raw_publish_to_a_group_returns_a_bare_array(
 def test_enqueue_and_batch_to_a_group_fan_out_too(
     client: QStash, server: RunningServer, receiver: Receiver
 ) -> None:
-    three_endpoints(client, receiver)
+    three_endpoints(client, receiver.url)
     enqueued = client.message.enqueue(queue="team-queue", url_group="team", body="q")
     assert isinstance(enqueued, list) and len(enqueued) == 3
     assert {client.message.get(r.message_id).queue for r in enqueued} == {"team-queue"}
@@ -179,13 +192,11 @@ def test_deduplication_applies_to_each_endpoint_on_its_own(
 def test_removing_endpoints_by_url_and_by_name_leaves_only_the_rest(
     client: QStash, receiver: Receiver
 ) -> None:
-    urls = three_endpoints(client, receiver)
+    urls = three_endpoints(client, receiver.url)
     client.url_group.remove_endpoints(url_group="team", endpoints=[{"url": urls[1]}])
     assert [e.url for e in client.url_group.get("team").endpoints] == [urls[0], urls[2]]
     client.url_group.remove_endpoints(url_group="team", endpoints=[{"name": "alpha"}])
-    assert [(e.url, e.name) for e in client.url_group.get("team").endpoints] == [
-        (urls[2], "gamma")
-    ]
+    assert [(e.url, e.name) for e in client.url_group.get("team").endpoints] == [(urls[2], "gamma")]
 
     [result] = client.message.publish(url_group="team", body="only gamma")
     assert result.url == urls[2]
@@ -195,20 +206,20 @@ def test_removing_endpoints_by_url_and_by_name_leaves_only_the_rest(
 
 
 def test_raw_delete_with_a_json_body_removes_endpoints(
-    client: QStash, server: RunningServer, receiver: Receiver
+    client: QStash, server: RunningServer
 ) -> None:
-    urls = three_endpoints(client, receiver)
+    urls = three_endpoints(client, nowhere)
     response = api(server).request(
-        "DELETE", "/v2/topics/team/endpoints", json={"endpoints": [{"url": urls[0]}, {"name": "gamma"}]}
+        "DELETE",
+        "/v2/topics/team/endpoints",
+        json={"endpoints": [{"url": urls[0]}, {"name": "gamma"}]},
     )
     assert response.status_code == 200
     assert [e.url for e in client.url_group.get("team").endpoints] == [urls[1]]
 
 
-def test_removing_every_endpoint_deletes_the_group(
-    client: QStash, server: RunningServer, receiver: Receiver
-) -> None:
-    urls = three_endpoints(client, receiver)
+def test_removing_every_endpoint_deletes_the_group(client: QStash, server: RunningServer) -> None:
+    urls = three_endpoints(client, nowhere)
     client.url_group.remove_endpoints(
         url_group="team", endpoints=[{"url": urls[0]}, {"url": urls[1]}, {"name": "gamma"}]
     )
@@ -218,9 +229,9 @@ def test_removing_every_endpoint_deletes_the_group(
 
 
 def test_delete_removes_the_group_and_unknown_groups_delete_with_200(
-    client: QStash, server: RunningServer, receiver: Receiver
+    client: QStash, server: RunningServer
 ) -> None:
-    three_endpoints(client, receiver)
+    three_endpoints(client, nowhere)
     client.url_group.delete("team")
     assert api(server).get("/v2/topics/team").status_code == 404
     assert client.url_group.list() == []
@@ -229,12 +240,12 @@ def test_delete_removes_the_group_and_unknown_groups_delete_with_200(
 
 
 def test_unknown_group_get_and_endpoint_removal_are_404(
-    client: QStash, server: RunningServer, receiver: Receiver
+    client: QStash, server: RunningServer
 ) -> None:
     with pytest.raises(QStashError):
         client.url_group.get("missing")
     response = api(server).request(
-        "DELETE", "/v2/topics/missing/endpoints", json={"endpoints": [{"url": receiver.url("/x")}]}
+        "DELETE", "/v2/topics/missing/endpoints", json={"endpoints": [{"url": nowhere("/x")}]}
     )
     assert response.status_code == 404
 
@@ -255,17 +266,17 @@ def test_invalid_upserts_are_400(server: RunningServer, group: str, body: object
     assert api(server).get("/v2/topics").json() == []
 
 
-def test_a_group_holds_at_most_100_endpoints(server: RunningServer, receiver: Receiver) -> None:
+def test_a_group_holds_at_most_100_endpoints(server: RunningServer) -> None:
     """Spec 14: at most 100 endpoints per group; beyond that the quota answer is 412."""
     http = api(server)
-    hundred = [{"url": receiver.url(f"/e{i}")} for i in range(100)]
+    hundred = [{"url": nowhere(f"/e{i}")} for i in range(100)]
     assert http.post("/v2/topics/full/endpoints", json={"endpoints": hundred}).status_code == 200
     # Upserting endpoints that are already there replaces them: still 100.
     again = http.post("/v2/topics/full/endpoints", json={"endpoints": hundred[:10]})
     assert again.status_code == 200
-    one_more = http.post("/v2/topics/full/endpoints", json={"endpoints": [{"url": receiver.url("/x")}]})
+    one_more = http.post("/v2/topics/full/endpoints", json={"endpoints": [{"url": nowhere("/x")}]})
     assert one_more.status_code == 412, one_more.text
     assert len(http.get("/v2/topics/full").json()["endpoints"]) == 100
-    too_many = [{"url": receiver.url(f"/n{i}")} for i in range(101)]
+    too_many = [{"url": nowhere(f"/n{i}")} for i in range(101)]
     assert http.post("/v2/topics/new/endpoints", json={"endpoints": too_many}).status_code == 412
     assert http.get("/v2/topics/new").status_code == 404
