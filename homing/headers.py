@@ -292,9 +292,14 @@ def parse_options(
                 content_type = value  # the forwarded form wins over a plain Content-Type
             else:
                 forwarded.setdefault(target, []).append(value)
-        elif webhook_mode and not low.startswith("upstash-") and low not in _NOT_WEBHOOK_FORWARDED:
-            if _TOKEN.fullmatch(name) and not any(c in value for c in "\r\n\x00"):
-                forwarded.setdefault(canonical(name), []).append(value)
+        elif (
+            webhook_mode
+            and not low.startswith("upstash-")
+            and low not in _NOT_WEBHOOK_FORWARDED
+            and _TOKEN.fullmatch(name)
+            and not any(c in value for c in "\r\n\x00")
+        ):
+            forwarded.setdefault(canonical(name), []).append(value)
     if size > MAX_HEADER_BYTES:
         raise InvalidRequest(f"headers are too large (more than {MAX_HEADER_BYTES} bytes)")
     if content_type is not None:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from qstash import QStash, Receiver as SignatureReceiver
+from qstash import QStash
+from qstash import Receiver as SignatureReceiver
 
 from homing.clock import ManualClock
 from homing.config import Settings, dev_accounts
@@ -52,7 +53,9 @@ def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
     """`start_server(clock=..., **settings_overrides)` -> a running Homing; stopped after."""
     started: list[RunningServer] = []
 
-    def start(*, clock: Any = None, storage: Any = None, resolve: Any = None, **overrides: Any) -> RunningServer:
+    def start(
+        *, clock: Any = None, storage: Any = None, resolve: Any = None, **overrides: Any
+    ) -> RunningServer:
         server = RunningServer(
             dev_settings(tmp_path, **overrides), clock=clock, storage=storage, resolve=resolve
         ).start()

@@ -62,6 +62,8 @@ class TrailingSlash:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
+            if path == "/console":  # the console's home, without a redirect hop
+                scope = dict(scope, path="/console/")
             if len(path) > 4 and path.endswith("/") and path.startswith("/v2/"):
                 is_destination = path.startswith(_DESTINATION_PREFIXES) and not (
                     path.startswith("/v2/schedules/") and scope["method"] != "POST"

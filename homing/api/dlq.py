@@ -73,6 +73,8 @@ async def _select(
     assert count is not None
     if f.dlq_ids:
         f = MessageFilter(dlq_ids=f.dlq_ids)
+    elif filters.given_empty(params, DLQ_FILTERS):
+        return [], None  # `?dlqIds=` or `?label=` selects nothing, not every entry
     page = await svc.storage.list_dlq(
         account_id, filter=f, cursor=params.get("cursor"), count=count
     )

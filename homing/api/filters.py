@@ -113,6 +113,16 @@ def parse_filter(
     )
 
 
+def given_empty(params: QueryParams, allowed: Iterable[str]) -> list[str]:
+    """Filter parameters that are present but carry no value (`messageIds=`, `label=`).
+
+    Parsing drops such values, which would turn a destructive bulk call into "everything"; the
+    bulk endpoints use this to select nothing instead (spec 5.6 and Q18: only a bare call means
+    all).
+    """
+    return [key for key in allowed if key in params and not _values(params, key)]
+
+
 def count(params: QueryParams, *, default: int | None, maximum: int) -> int | None:
     """`count`, clamped to `maximum` (spec 1.8)."""
     value = params.get("count")

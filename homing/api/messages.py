@@ -75,6 +75,8 @@ async def cancel_many(request: Request) -> Response:
     limit = filters.count(params, default=None, maximum=MAX_CANCEL_COUNT)
     if message_ids is not None and not message_ids:
         return JSON({"cancelled": 0})
+    if message_ids is None and filters.given_empty(params, BULK_CANCEL_FILTERS):
+        return JSON({"cancelled": 0})  # `?messageIds=` or `?label=` is not "cancel all"
     cancelled = await svc.storage.cancel_messages(
         account_id,
         message_ids=message_ids,

@@ -6,6 +6,7 @@ inserted in one storage call (one transaction, shared with whatever else commits
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,19 @@ async def prepare(
     return Prepared(messages, is_group=dest.group is not None)
 
 
+async def store(
+    svc: Services, account_id: str, messages: list[NewMessage], now_ms: int
+) -> list[InsertResult]:
+    """Insert (durable on return), and count what was accepted."""
+    started = time.monotonic()
+    results = await svc.storage.insert_messages(
+        messages, now_ms=now_ms, dedup_window_ms=svc.settings.dedup_window_ms
+    )
+    svc.metrics.commit.labels("publish").observe(time.monotonic() - started)
+    svc.metrics.record_publish(account_id, [r.url for r in results if not r.deduplicated])
+    return results
+
+
 def _item(result: InsertResult) -> dict[str, Any]:
     out: dict[str, Any] = {"messageId": result.message_id, "url": result.url}
     if result.deduplicated:
@@ -112,9 +126,7 @@ async def _publish(request: Request, destination: str, queue: str | None) -> Res
         queue=queue,
         now_ms=now,
     )
-    results = await svc.storage.insert_messages(
-        prepared.messages, now_ms=now, dedup_window_ms=svc.settings.dedup_window_ms
-    )
+    results = await store(svc, account_id, prepared.messages, now)
     return JSON(_shape(prepared, results), status_code=_status(results))
 
 
@@ -170,7 +182,8 @@ async def batch(request: Request) -> Response:
         destination, headers, body, queue = _batch_item(item, index)
         if len(body) > svc.settings.max_body_size:
             raise InvalidRequest(
-                f"batch item {index}: body exceeds the maximum of {svc.settings.max_body_size} bytes"
+                f"batch item {index}: body exceeds the maximum of "
+                f"{svc.settings.max_body_size} bytes"
             )
         try:
             prepared.append(
@@ -189,9 +202,7 @@ async def batch(request: Request) -> Response:
         except InvalidRequest as exc:
             raise type(exc)(f"batch item {index}: {exc.message}") from None
     every = [m for p in prepared for m in p.messages]
-    results = await svc.storage.insert_messages(
-        every, now_ms=now, dedup_window_ms=svc.settings.dedup_window_ms
-    )
+    results = await store(svc, account_id, every, now)
     out: list[Any] = []
     position = 0
     for p in prepared:

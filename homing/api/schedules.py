@@ -51,7 +51,7 @@ def schedule_json(s: Schedule, now_ms: int | None = None) -> dict[str, Any]:
         out["header"] = headers
     if s.body:
         if spec.redact.body:
-            out["body"] = views._redacted(s.body)
+            out["body"] = views.redacted_value(s.body)
         else:
             try:
                 out["body"] = s.body.decode("utf-8")

@@ -14,7 +14,7 @@ from homing.models import CallbackSpec, Headers, LogEntry, Message, Redaction
 from homing.storage.base import QueueInfo, UrlGroup
 
 
-def _redacted(value: str | bytes) -> str:
+def redacted_value(value: str | bytes) -> str:
     raw = value.encode() if isinstance(value, str) else value
     return "REDACTED:" + hashlib.sha256(raw).hexdigest()
 
@@ -23,7 +23,7 @@ def redact_headers(headers: Headers, redact: Redaction) -> Headers:
     if not (redact.all_headers or redact.header_names):
         return headers
     return {
-        name: [_redacted(v) for v in values] if redact.redacts_header(name) else values
+        name: [redacted_value(v) for v in values] if redact.redacts_header(name) else values
         for name, values in headers.items()
     }
 
@@ -32,7 +32,7 @@ def _body_fields(body: bytes, redact: Redaction, out: dict[str, Any]) -> None:
     if not body:
         return
     if redact.body:
-        out["body"] = _redacted(body)
+        out["body"] = redacted_value(body)
         return
     try:
         out["body"] = body.decode("utf-8")
@@ -141,7 +141,7 @@ def log_json(entry: LogEntry) -> dict[str, Any]:
     if headers:
         out["header"] = headers
     if m.body:
-        shown = _redacted(m.body).encode() if spec.redact.body else m.body
+        shown = redacted_value(m.body).encode() if spec.redact.body else m.body
         out["body"] = base64.b64encode(shown).decode()
     out["method"] = spec.method
     if spec.timeout_s is not None:

@@ -11,7 +11,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from homing.console.gate import ConsoleState
+from homing.console.context import ConsoleState
 from homing.console.pages import dlq, flow, keys, messages, overview, queues, schedules, session
 from homing.console.pages import url_groups as groups
 

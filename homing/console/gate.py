@@ -1,4 +1,4 @@
-"""Who is looking, and the checks every console endpoint passes before its handler runs.
+"""The checks every console endpoint passes before its handler runs.
 
 `page` and `api` endpoints need a session (in `homing dev` the default user gets one without
 signing in); `action` endpoints (every POST) also need a same-origin request, a valid CSRF token
@@ -8,64 +8,21 @@ and a read-write session. Handlers never see a request that failed these checks.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing.api.context import Services
 from homing.api.http import JSON, read_body
-from homing.console import render
-from homing.console.auth import (
-    COOKIE_PATH,
-    SESSION_COOKIE,
-    LoginThrottle,
-    Sessions,
-    Signer,
-    same_origin,
-)
+from homing.console.auth import COOKIE_PATH, SESSION_COOKIE, same_origin
+from homing.console.context import Viewer, secure, services, state
+from homing.console.respond import back, flash, refuse
 from homing.errors import HomingError
 
-FLASH_COOKIE = "homing_flash"
 FORM_LIMIT = 1024 * 1024  # a console form; schedule bodies are capped by max_body_size too
-
-
-@dataclass
-class ConsoleState:
-    """Per-console secrets and counters, made by `create_console()` (no module globals)."""
-
-    signer: Signer = field(default_factory=Signer)
-    sessions: Sessions = field(init=False)
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
-
-    def __post_init__(self) -> None:
-        self.sessions = Sessions(self.signer)
-
-
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    account_id: str
-    read_only: bool
-    csrf: str
-    mode: str
-
-
-def state(request: Request) -> ConsoleState:
-    found: ConsoleState = request.app.state.console
-    return found
-
-
-def services(request: Request) -> Services:
-    found: Services = request.state.services
-    return found
-
-
-def secure(request: Request) -> bool:
-    return request.url.scheme == "https"
 
 
 def set_session_cookie(request: Request, response: Response, cookie: str) -> None:
@@ -79,6 +36,23 @@ def set_session_cookie(request: Request, response: Response, cookie: str) -> Non
     )
 
 
+def _direct_host(request: Request) -> bool:
+    """True when the browser addressed this server by IP address or `localhost`.
+
+    A page on another site can point a DNS name of its own at 127.0.0.1 (DNS rebinding) and
+    would then be "same origin" with a dev server that asks for no sign-in. Browsers send the
+    name they resolved as Host, so under any other name dev mode asks for a token too.
+    """
+    host = request.url.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host == services(request).settings.host
+    return True
+
+
 def _viewer(request: Request, *, issue: bool) -> tuple[Viewer | None, str | None]:
     """The viewer, and a new session cookie to set when dev mode just made one."""
     sessions = state(request).sessions
@@ -88,7 +62,7 @@ def _viewer(request: Request, *, issue: bool) -> tuple[Viewer | None, str | None
     if session is not None and cookie:
         csrf = sessions.csrf_token(cookie)
         return Viewer(session.account_id, session.read_only, csrf, settings.mode), None
-    if issue and settings.mode == "dev" and settings.accounts:
+    if issue and settings.mode == "dev" and settings.accounts and _direct_host(request):
         # Dev mode: the default user, like the dev server's SDK defaults. The session still
         # exists so that POSTs have something to bind their CSRF token to.
         session, cookie = sessions.issue(settings.accounts[0].account_id, read_only=False)
@@ -102,63 +76,6 @@ def _to_login(request: Request) -> Response:
     if request.method == "GET" and request.url.query:
         target += "?" + request.url.query
     return RedirectResponse(f"{COOKIE_PATH}/login?next={quote(target, safe='')}", 303)
-
-
-def flash(request: Request, response: Response, text: str, kind: str = "ok") -> Response:
-    """A one-shot notice for the page after a redirect, in a signed cookie (so no one can put
-    words on the page through a link)."""
-    value = state(request).signer.sign("flash", {"t": text[:500], "k": kind})
-    response.set_cookie(
-        FLASH_COOKIE,
-        value,
-        max_age=60,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=secure(request),
-    )
-    return response
-
-
-def page_response(
-    request: Request, viewer: Viewer, template: str, context: dict[str, Any], status: int = 200
-) -> Response:
-    """Render a page for `viewer`, showing (and consuming) any pending notice."""
-    notice = None
-    raw = request.cookies.get(FLASH_COOKIE)
-    if raw:
-        value = state(request).signer.unsign("flash", raw)
-        if isinstance(value, dict):
-            notice = {"text": str(value.get("t", "")), "kind": str(value.get("k", "ok"))}
-    full = {"viewer": viewer, "notice": notice, "now": services(request).clock.now_ms()}
-    response = render.render(request, template, {**full, **context}, status)
-    if raw:
-        response.delete_cookie(FLASH_COOKIE, path=COOKIE_PATH)
-    return response
-
-
-def _console_path(url: str | None) -> str | None:
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if parts.path != COOKIE_PATH and not parts.path.startswith(COOKIE_PATH + "/"):
-        return None
-    return parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-def back(request: Request, form: QueryParams | None = None) -> str:
-    """Where to return after an action: the page the form was on. Only a console path is
-    used (never another host), so this cannot become an open redirect."""
-    given = form.get("_back") if form is not None else None
-    return (
-        _console_path(given) or _console_path(request.headers.get("referer")) or COOKIE_PATH + "/"
-    )
-
-
-def refuse(request: Request, viewer: Viewer | None, text: str, status: int = 403) -> Response:
-    if viewer is None:
-        return render.render(request, "refused.html", {"text": text, "viewer": None}, status)
-    return page_response(request, viewer, "refused.html", {"text": text}, status)
 
 
 PageHandler = Callable[[Request, Viewer], Awaitable[Response]]
@@ -216,8 +133,14 @@ def action(*, write: bool = True) -> Callable[[ActionHandler], Endpoint]:
                 return refuse(request, None, "Cross-origin requests are refused.")
             viewer, _ = _viewer(request, issue=False)
             if viewer is None:
+                if services(request).settings.mode == "dev":
+                    # Dev mode hands out sessions on any GET: a POST without one is forged.
+                    return refuse(request, None, "This form has no session: reload the page.")
                 return _to_login(request)
-            form = await read_form(request, services(request).settings.max_body_size)
+            try:
+                form = await read_form(request, services(request).settings.max_body_size)
+            except HomingError as exc:  # a body over the limit
+                return refuse(request, viewer, exc.message, exc.status_code)
             given = form.get("_csrf") or request.headers.get("x-csrf-token")
             if not state(request).sessions.check(viewer.csrf, given):
                 text = "The form expired or did not come from this console: reload the page."
@@ -233,23 +156,3 @@ def action(*, write: bool = True) -> Callable[[ActionHandler], Endpoint]:
         return endpoint
 
     return wrap
-
-
-def confirmed(form: QueryParams) -> bool:
-    """Destructive actions need `confirm=yes`: the page's script asks and adds it; without
-    the script the handler shows a confirmation page instead."""
-    return form.get("confirm") == "yes"
-
-
-def confirm_page(
-    request: Request, viewer: Viewer, form: QueryParams, question: str, detail: list[str]
-) -> Response:
-    fields = [(k, v) for k, v in form.multi_items() if k not in ("_csrf", "confirm", "_back")]
-    context = {
-        "question": question,
-        "detail": detail,
-        "fields": fields,
-        "target": request.url.path,
-        "cancel": back(request, form),
-    }
-    return page_response(request, viewer, "confirm.html", context)

@@ -7,7 +7,7 @@ use. Escaping is the templates' job (autoescape); this module only decides what 
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from homing.models import Headers
 
@@ -62,11 +62,12 @@ def mask_url(url: str) -> str:
         userinfo, _, hostport = netloc.rpartition("@")
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:{MASK}@{hostport}" if user else f"{MASK}@{hostport}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(is_secret_name(k) for k, _ in pairs):
-            query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe=MASK)
+    # Rewrite only the values of credential-looking parameters; every other byte stays as sent.
+    query = "&".join(
+        f"{part.split('=', 1)[0]}={MASK}" if is_secret_name(unquote_plus(part.split("=", 1)[0]))
+        else part
+        for part in parts.query.split("&")
+    )  # fmt: skip
     if netloc == parts.netloc and query == parts.query:
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

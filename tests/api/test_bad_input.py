@@ -1,4 +1,7 @@
-"""Bad input gets a clear 4xx `{"error": ...}` and stores nothing (spec 1.2, 1.4, 3, 4.1, 5.1, 5.3)."""
+"""Bad input gets a clear 4xx `{"error": ...}` and stores nothing.
+
+Spec 1.2, 1.4, 3, 4.1, 5.1, 5.3.
+"""
 
 from __future__ import annotations
 
@@ -148,7 +151,9 @@ def test_oversized_body_is_413_with_or_without_content_length(
     with api(server) as http:
         refused(http.post(path, content=b"x" * 1025), 413)
         refused(http.post(path, content=chunks()), 413)  # Transfer-Encoding: chunked
-        batch = http.post("/v2/batch", json=[{"destination": receiver.url("/big"), "body": "z" * 1025}])
+        batch = http.post(
+            "/v2/batch", json=[{"destination": receiver.url("/big"), "body": "z" * 1025}]
+        )
         assert batch.status_code in (400, 413)
         nothing_stored(server)
         assert http.post(path, content=b"x" * 1024).status_code == 201  # the limit itself is fine

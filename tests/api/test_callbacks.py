@@ -1,4 +1,7 @@
-"""Callbacks, failure callbacks and how a destination's answer steers retries (spec 9.2, 9.3, 9.7, 9.8)."""
+"""Callbacks, failure callbacks, and how a destination's answer steers retries.
+
+Spec 9.2, 9.3, 9.7, 9.8.
+"""
 
 from __future__ import annotations
 
@@ -115,7 +118,9 @@ def test_failure_callback_comes_once_after_the_last_attempt_and_names_the_dlq_en
     assert doc["retried"] == doc["maxRetries"] == 1
     assert (doc["status"], b64(doc["body"])) == (503, b"down")
     assert b64(doc["sourceBody"]) == b"payload"
-    verifier.verify(signature=failure.headers["Upstash-Signature"], body=failure.body.decode(), url=fcb_url)
+    verifier.verify(
+        signature=failure.headers["Upstash-Signature"], body=failure.body.decode(), url=fcb_url
+    )
     receiver.wait_for(2, "/cb")  # the plain callback still follows both attempts
     receiver.wait_for(1, "/fine")
     time.sleep(0.3)
@@ -185,10 +190,36 @@ def test_retry_after_hint_decides_when_the_retry_comes(
     client: QStash, receiver: Receiver, retry_delay: str | None
 ) -> None:
     receiver.on("/busy", failing_then_ok(1, Reply(503, b"busy", {"Retry-After": "1"}), Reply()))
-    client.message.publish(
-        url=receiver.url("/busy"), body="x", retries=1, retry_delay=retry_delay
-    )
+    client.message.publish(url=receiver.url("/busy"), body="x", retries=1, retry_delay=retry_delay)
     first, second = receiver.wait_for(2, "/busy", timeout=6)
     # one second, not the 12 s default backoff or the 20 s of the expression
     assert 0.95 <= second.at - first.at < 5
     assert second.headers["Upstash-Retried"] == "1"
+
+
+def test_callback_after_no_answer_at_all_has_status_0(client: QStash, receiver: Receiver) -> None:
+    from tests.support.server import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/gone"  # nothing listens there
+    result = client.message.publish(url=closed, body="x", retries=0, callback=receiver.url("/cb"))
+    [cb] = receiver.wait_for(1, "/cb")
+    doc = json.loads(cb.body)
+    assert (doc["status"], doc["body"], doc["retried"]) == (0, "", 0)
+    assert doc["sourceMessageId"] == result.message_id
+    [entry] = eventually(lambda: client.dlq.list(filter={"message_id": result.message_id}).messages)
+    assert entry.response_status == 0
+
+
+def test_callbacks_of_url_group_messages_name_the_group_and_endpoint(
+    client: QStash, receiver: Receiver
+) -> None:
+    client.url_group.upsert_endpoints(
+        url_group="team", endpoints=[{"url": receiver.url("/ep1"), "name": "first"}]
+    )
+    [result] = client.message.publish(url_group="team", body="x", callback=receiver.url("/cb"))  # type: ignore[misc]
+    [cb] = receiver.wait_for(1, "/cb")
+    doc = json.loads(cb.body)
+    assert doc["sourceMessageId"] == result.message_id
+    assert (doc["topicName"], doc["endpointName"], doc["url"]) == (
+        "team", "first", receiver.url("/ep1"),
+    )  # fmt: skip

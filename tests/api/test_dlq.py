@@ -78,7 +78,9 @@ def test_a_dead_message_can_be_read_and_deleted_once(
         retries=0,
         label="lbl",
     )
-    [listed] = eventually(lambda: client.dlq.list(filter={"message_id": result.message_id}).messages)
+    [listed] = eventually(
+        lambda: client.dlq.list(filter={"message_id": result.message_id}).messages
+    )
     entry = client.dlq.get(listed.dlq_id)
 
     assert entry.dlq_id == listed.dlq_id
@@ -97,7 +99,9 @@ def test_a_dead_message_can_be_read_and_deleted_once(
     assert client.dlq.list().messages == []
 
 
-def test_list_filters_and_pages_to_the_end(client: QStash, receiver: Receiver, down: Switch) -> None:
+def test_list_filters_and_pages_to_the_end(
+    client: QStash, server: RunningServer, receiver: Receiver, down: Switch
+) -> None:
     mine = set(dead(client, receiver, 5, label="page"))
     other = dead(client, receiver, 1, label="other")
     seen: list[str] = []
@@ -116,6 +120,10 @@ def test_list_filters_and_pages_to_the_end(client: QStash, receiver: Receiver, d
     assert len(by_status.messages) == 6
     assert client.dlq.list(filter={"response_status": 500}).messages == []
     assert [m.dlq_id for m in client.dlq.list(filter={"label": "other"}).messages] == other
+    with api(server) as http:
+        earliest = [m["dlqId"] for m in http.get("/v2/dlq").json()["messages"]]
+        latest = [m["dlqId"] for m in http.get("/v2/dlq?order=latestFirst").json()["messages"]]
+    assert latest == list(reversed(earliest))
 
 
 def test_delete_many_with_a_json_body(client: QStash, receiver: Receiver, down: Switch) -> None:
@@ -144,6 +152,18 @@ def test_query_style_bulk_delete_by_ids(
     assert answer.status_code == 200
     assert answer.json() == {"deleted": 2}
     assert in_dlq(client) == {c}
+
+
+def test_an_empty_id_or_filter_in_a_bulk_query_selects_nothing(
+    client: QStash, server: RunningServer, receiver: Receiver, down: Switch
+) -> None:
+    entries = set(dead(client, receiver, 2, label="x"))
+    down.up = True
+    with api(server) as http:
+        for query in ("dlqIds=", "label=", "url=&count=5"):
+            assert http.delete(f"/v2/dlq?{query}").json() == {"deleted": 0}, query
+            assert http.post(f"/v2/dlq/retry?{query}").json() == {"responses": []}, query
+    assert in_dlq(client) == entries
 
 
 def test_query_style_bulk_delete_by_filter_pages_with_a_cursor(
@@ -188,7 +208,9 @@ def test_retry_one_creates_a_new_message_that_is_delivered(
     original = client.message.publish(
         url=receiver.url("/down"), body="again", headers={"X-H": "h"}, retries=0
     )
-    [listed] = eventually(lambda: client.dlq.list(filter={"message_id": original.message_id}).messages)
+    [listed] = eventually(
+        lambda: client.dlq.list(filter={"message_id": original.message_id}).messages
+    )
     down.up = True
     with api(server) as http:
         answer = http.post(f"/v2/dlq/retry/{listed.dlq_id}")
@@ -233,7 +255,9 @@ def test_bulk_retry_by_ids_with_an_override_header(
     original = client.message.publish(
         url=receiver.url("/down"), body="x", retries=1, retry_delay="100"
     )
-    [first] = eventually(lambda: client.dlq.list(filter={"message_id": original.message_id}).messages)
+    [first] = eventually(
+        lambda: client.dlq.list(filter={"message_id": original.message_id}).messages
+    )
     assert first.max_retries == 1
     with api(server) as http:
         answer = http.post(
@@ -242,8 +266,44 @@ def test_bulk_retry_by_ids_with_an_override_header(
     [item] = answer["responses"]
     assert "cursor" not in answer
     assert client.message.get(item["messageId"]).max_retries == 0
-    [second] = eventually(lambda: client.dlq.list(filter={"message_id": item["messageId"]}).messages)
+    [second] = eventually(
+        lambda: client.dlq.list(filter={"message_id": item["messageId"]}).messages
+    )
     assert second.max_retries == 0
     assert second.dlq_id != first.dlq_id
     time.sleep(0.3)
     assert len(receiver.to("/down")) == 3  # two attempts before, exactly one after the retry
+
+
+def test_retry_sends_the_original_values_and_is_not_swallowed_by_deduplication(
+    client: QStash, server: RunningServer, receiver: Receiver, down: Switch
+) -> None:
+    original = client.message.publish(
+        url=receiver.url("/down"),
+        body="secret body",
+        headers={"Authorization": "Bearer abc"},
+        redact={"body": True, "header": True},
+        deduplication_id="once",
+        retries=0,
+    )
+    [entry] = eventually(
+        lambda: client.dlq.list(filter={"message_id": original.message_id}).messages
+    )
+    assert entry.body is not None and entry.body.startswith("REDACTED:")
+    assert entry.headers is not None and entry.headers["Authorization"][0].startswith("REDACTED:")
+    down.up = True
+    with api(server) as http:
+        answer = http.post(f"/v2/dlq/retry/{entry.dlq_id}").json()
+    assert "deduplicated" not in answer
+    _, retried = receiver.wait_for(2, "/down")
+    assert retried.message_id == answer["messageId"]
+    assert (retried.body, retried.headers["Authorization"]) == (b"secret body", "Bearer abc")
+
+
+def test_a_binary_answer_is_kept_as_base64(client: QStash, receiver: Receiver) -> None:
+    receiver.on("/binary", lambda r: Reply(500, b"\xff\xfe\x00"))
+    result = client.message.publish(url=receiver.url("/binary"), body="x", retries=0)
+    [entry] = eventually(lambda: client.dlq.list(filter={"message_id": result.message_id}).messages)
+    assert entry.response_status == 500
+    assert entry.response_body is None
+    assert entry.response_body_base64 == "//4A"

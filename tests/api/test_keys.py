@@ -11,14 +11,14 @@ from qstash import Receiver as SignatureReceiver
 from qstash.errors import SignatureError
 
 from tests.support.receiver import Received, Receiver, Reply
-from tests.support.server import DEV_CURRENT_KEY, DEV_NEXT_KEY
+from tests.support.server import DEV_CURRENT_KEY, DEV_NEXT_KEY, RunningServer
 
 OLD_PAIR = SignatureReceiver(DEV_CURRENT_KEY, DEV_NEXT_KEY)
 
 
 def only(key: str) -> SignatureReceiver:
     """A receiver that knows just this one key."""
-    return SignatureReceiver(key, "sig_notTheOtherKeyxxxxxxxxxxxxx")
+    return SignatureReceiver(key, "sig_notTheOtherKeyxxxxxxxxxxxxxx")
 
 
 def verify(receiver: SignatureReceiver, got: Received, url: str) -> None:
@@ -82,3 +82,42 @@ def test_a_retry_is_signed_with_the_key_current_at_that_attempt(
     verify(only(DEV_CURRENT_KEY), first, receiver.url("/flip"))
     verify(only(rotated.current), second, receiver.url("/flip"))
     verify(OLD_PAIR, second, receiver.url("/flip"))
+
+
+def test_each_account_signs_with_its_own_keys(
+    client: QStash, server: RunningServer, receiver: Receiver
+) -> None:
+    from homing.config import DEV_USERS
+
+    token, current, nxt = DEV_USERS[1]
+    other = QStash(token, base_url=server.base_url)
+    assert (other.signing_key.get().current, other.signing_key.get().next) == (current, nxt)
+    client.signing_key.rotate()  # rotating one account leaves the other alone
+    assert other.signing_key.get().current == current
+    got = deliver(other, receiver, "/other")
+    verify(only(current), got, receiver.url("/other"))
+    with pytest.raises(SignatureError):
+        verify(OLD_PAIR, got, receiver.url("/other"))
+
+
+def test_signature_claims(client: QStash, receiver: Receiver) -> None:
+    import base64
+    import hashlib
+    import time
+
+    import jwt
+
+    url = receiver.url("/claims?a=1&b=%2F")
+    client.message.publish(url=url, body="héllo")
+    [got] = receiver.wait_for(1, "/claims")
+    token = got.headers["Upstash-Signature"]
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    claims = jwt.decode(token, DEV_CURRENT_KEY, algorithms=["HS256"], issuer="Upstash")
+    assert set(claims) == {"iss", "sub", "iat", "nbf", "exp", "jti", "body"}
+    assert claims["sub"] == url
+    assert claims["nbf"] == 0
+    assert claims["exp"] == claims["iat"] + 300
+    assert abs(claims["iat"] - time.time()) < 5
+    assert isinstance(claims["jti"], str) and claims["jti"].startswith("jwt_")
+    digest = hashlib.sha256("héllo".encode()).digest()
+    assert claims["body"] == base64.urlsafe_b64encode(digest).decode()  # base64url, padded

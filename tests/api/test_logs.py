@@ -94,9 +94,7 @@ def test_in_progress_means_active_retry_or_error(
     assert mine[0].next_delivery_time >= mine[0].time + 4000
 
 
-def test_filter_by_url_and_label(
-    client: QStash, receiver: Receiver, three: dict[str, str]
-) -> None:
+def test_filter_by_url_and_label(client: QStash, receiver: Receiver, three: dict[str, str]) -> None:
     assert {e.message_id for e in logs_of(client, url=receiver.url("/a"))} == {three["a"]}
     assert {e.message_id for e in logs_of(client, label="L2")} == {three["b"]}
     assert all(e.label == "L2" for e in logs_of(client, label="L2"))
@@ -149,6 +147,9 @@ def test_logs_path_answers_with_logs_and_events_newest_first(
     assert times == sorted(times, reverse=True)
     assert logs["logs"][0]["state"] == "DELIVERED"
     assert logs["logs"][-1]["state"] == "CREATED"
+    with api(server) as http:
+        oldest_first = http.get("/v2/logs", params={"order": "earliestFirst"}).json()["logs"]
+    assert oldest_first == list(reversed(logs["logs"]))
 
 
 def test_log_entries_carry_the_message_configuration(
@@ -178,3 +179,43 @@ def test_log_entries_carry_the_message_configuration(
     for e in raw:
         assert e["retryDelayExpr"] == e["retryDelayExpression"] == expression
         assert None not in e.values()
+
+
+def test_state_filter_accepts_cancelled_with_two_ls_and_count_is_clamped(
+    client: QStash, server: RunningServer, receiver: Receiver
+) -> None:
+    message_id = client.message.publish(url=receiver.url("/x"), body="x", delay="1h").message_id
+    client.message.cancel(message_id)
+    with api(server) as http:
+        for spelling in ("CANCELLED", "CANCELED", "canceled"):
+            answer = http.get("/v2/events", params={"state": spelling, "count": "100000"})
+            assert answer.status_code == 200
+            [entry] = answer.json()["events"]
+            assert (entry["messageId"], entry["state"]) == (message_id, "CANCELED")
+        assert http.get("/v2/events", params={"state": "LOST"}).status_code == 400
+
+
+def test_time_range_filter(client: QStash, receiver: Receiver) -> None:
+    first = delivered(client, receiver, "/first")
+    middle_ms = int(time.time() * 1000)
+    time.sleep(0.01)
+    second = delivered(client, receiver, "/second")
+    assert {e.message_id for e in logs_of(client, from_time=middle_ms + 1)} == {second}
+    assert {e.message_id for e in logs_of(client, to_time=middle_ms)} == {first}
+
+
+def test_timeline_of_a_message_that_fails_for_good(client: QStash, receiver: Receiver) -> None:
+    receiver.on("/broken", lambda r: Reply(502, b"bad gateway"))
+    message_id = client.message.publish(
+        url=receiver.url("/broken"), body="x", retries=1, retry_delay="100"
+    ).message_id
+    eventually(lambda: logs_of(client, message_id=message_id, state=LogState.FAILED))
+    entries = list(reversed(logs_of(client, message_id=message_id)))
+    assert [e.state for e in entries] == [
+        LogState.CREATED, LogState.ACTIVE, LogState.ERROR, LogState.RETRY,
+        LogState.ACTIVE, LogState.ERROR, LogState.FAILED,
+    ]  # fmt: skip
+    retry = entries[3]
+    assert retry.next_delivery_time is not None and retry.next_delivery_time >= retry.time + 100
+    assert entries[-1].error
+    assert all(e.response_status == 502 for e in entries if e.state is LogState.ERROR)

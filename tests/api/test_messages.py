@@ -1,4 +1,7 @@
-"""Getting and cancelling messages (spec 5.4-5.6, 9.10, 11.1) through the official SDK and raw HTTP."""
+"""Getting and cancelling messages through the official SDK and raw HTTP.
+
+Spec 5.4-5.6, 9.10, 9.13, 11.1.
+"""
 
 from __future__ import annotations
 
@@ -159,6 +162,32 @@ def test_flow_control_settings_are_shown_on_the_message(
     assert ("rate" in doc) == (rate is not None)
 
 
+def test_redacted_fields_are_hidden_in_the_api_but_delivered_intact(
+    client: QStash, receiver: Receiver
+) -> None:
+    import hashlib
+
+    def hidden(value: bytes) -> str:
+        return "REDACTED:" + hashlib.sha256(value).hexdigest()
+
+    result = client.message.publish(
+        url=receiver.url("/secret"),
+        body="card 4242",
+        headers={"Authorization": "Bearer abc", "X-Plain": "p"},
+        redact={"body": True, "header": ["Authorization"]},
+    )
+    m = client.message.get(result.message_id)
+    assert m.body == hidden(b"card 4242")
+    assert m.headers == {"Authorization": [hidden(b"Bearer abc")], "X-Plain": ["p"]}
+    [got] = receiver.wait_for(1, "/secret")
+    assert got.body == b"card 4242"
+    assert got.headers["Authorization"] == "Bearer abc"
+    [created] = [e for e in client.log.list(filter={"message_id": result.message_id}).logs
+                 if e.state.value == "CREATED"]  # fmt: skip
+    assert base64.b64decode(created.body_base64 or "") == hidden(b"card 4242").encode()
+    assert created.headers == {"Authorization": [hidden(b"Bearer abc")], "X-Plain": ["p"]}
+
+
 def test_get_unknown_message_is_404(client: QStash) -> None:
     with pytest.raises(QStashError, match="404"):
         client.message.get("msg_doesNotExist")
@@ -215,6 +244,16 @@ def test_cancel_during_an_attempt_stops_retries_after_it(
     assert len(receiver.to("/slow")) == 1
 
 
+def test_cancel_too_late_to_stop_a_successful_attempt(client: QStash, receiver: Receiver) -> None:
+    receiver.on("/slow-ok", lambda r: Reply(200, b"ok", delay_s=0.4))
+    result = client.message.publish(url=receiver.url("/slow-ok"), body="x")
+    receiver.wait_for(1, "/slow-ok")
+    client.message.cancel(result.message_id)
+    eventually(lambda: states(client, result.message_id)[-1] == "DELIVERED")
+    timeline = ["CREATED", "ACTIVE", "CANCEL_REQUESTED", "DELIVERED"]
+    assert states(client, result.message_id) == timeline
+
+
 def test_cancel_of_unknown_or_finished_message_is_404(client: QStash, receiver: Receiver) -> None:
     with pytest.raises(QStashError, match="404"):
         client.message.cancel("msg_doesNotExist")
@@ -262,6 +301,19 @@ def test_empty_message_ids_array_cancels_nothing(
     assert states(client, kept) == ["CREATED"]
 
 
+def test_an_empty_id_or_filter_in_the_query_cancels_nothing(
+    client: QStash, server: RunningServer, receiver: Receiver
+) -> None:
+    kept = [later(client, receiver, label="red") for _ in range(2)]
+    with api(server) as http:
+        for query in ("messageIds=", "label=", "messageIds=&messageIds=", "url="):
+            assert http.delete(f"/v2/messages?{query}").json() == {"cancelled": 0}, query
+        assert http.request("DELETE", "/v2/messages", json={"queueName": ""}).json() == {
+            "cancelled": 0
+        }
+    assert [states(client, m) for m in kept] == [["CREATED"], ["CREATED"]]
+
+
 def test_query_style_cancel_by_ids(
     client: QStash, server: RunningServer, receiver: Receiver
 ) -> None:
@@ -305,3 +357,20 @@ def test_query_style_cancel_refuses_unknown_parameters(
     assert answer.status_code == 400
     assert "error" in answer.json()
     assert states(client, kept) == ["CREATED"]
+
+
+def test_another_account_can_neither_see_nor_cancel_a_message(
+    client: QStash, server: RunningServer, receiver: Receiver
+) -> None:
+    from homing.config import DEV_USERS
+
+    other = QStash(DEV_USERS[1][0], base_url=server.base_url)
+    mine = later(client, receiver)
+    with pytest.raises(QStashError, match="404"):
+        other.message.get(mine)
+    with pytest.raises(QStashError, match="404"):
+        other.message.cancel(mine)
+    assert other.message.cancel_many([mine]) == 0
+    assert other.message.cancel_all() == 0
+    assert other.log.list().logs == []
+    assert states(client, mine) == ["CREATED"]

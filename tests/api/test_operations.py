@@ -44,7 +44,9 @@ def test_metrics_count_published_and_delivered_messages(
     assert "homing_messages|state=delivered" in metrics
 
 
-def test_metrics_can_be_protected_or_turned_off(start_server: ServerFactory, tmp_path: Path) -> None:
+def test_metrics_can_be_protected_or_turned_off(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
     protected = start_server(metrics_token="scrape-me")
     assert httpx.get(protected.base_url + "/metrics").status_code == 401
     ok = httpx.get(protected.base_url + "/metrics", headers={"Authorization": "Bearer scrape-me"})
@@ -73,7 +75,9 @@ def test_trace_context_reaches_the_receiver(server: RunningServer, receiver: Rec
     [got] = receiver.wait_for(1, "/traced")
     assert got.headers["traceparent"] == traceparent
     assert got.headers["tracestate"] == "vendor=1"
-    message = httpx.get(f"{server.base_url}/v2/messages/{response.json()['messageId']}", headers=AUTH)
+    message = httpx.get(
+        f"{server.base_url}/v2/messages/{response.json()['messageId']}", headers=AUTH
+    )
     assert "traceparent" not in message.text  # kept outside the visible headers
 
 
@@ -99,7 +103,13 @@ def test_tokens_created_by_the_cli_work_and_revocation_is_immediate(server: Runn
 
 def test_read_only_tokens_cannot_change_anything(server: RunningServer) -> None:
     out = _homing(
-        "tokens", "create", "--account", "team-b", "--read-only", "--data-dir", server.settings.data_dir
+        "tokens",
+        "create",
+        "--account",
+        "team-b",
+        "--read-only",
+        "--data-dir",
+        server.settings.data_dir,
     )
     headers = {"Authorization": f"Bearer {out.strip().splitlines()[-1]}"}
     assert httpx.get(server.base_url + "/v2/schedules", headers=headers).status_code == 200

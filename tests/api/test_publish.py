@@ -16,7 +16,9 @@ def test_publish_json_is_delivered_signed_and_verifiable(
     client: QStash, receiver: Receiver, verifier: SignatureReceiver
 ) -> None:
     url = receiver.url("/hook?x=1&y=two")
-    result = client.message.publish_json(url=url, body={"hello": "world"}, headers={"X-Trace": "t1"})
+    result = client.message.publish_json(
+        url=url, body={"hello": "world"}, headers={"X-Trace": "t1"}
+    )
 
     [got] = receiver.wait_for(1, "/hook")
     assert got.path == "/hook?x=1&y=two"
@@ -88,9 +90,15 @@ def test_deduplication_id_returns_the_original_message(client: QStash, receiver:
 
 
 def test_content_based_deduplication(client: QStash, receiver: Receiver) -> None:
-    a = client.message.publish(url=receiver.url("/cb"), body="same", content_based_deduplication=True)
-    b = client.message.publish(url=receiver.url("/cb"), body="same", content_based_deduplication=True)
-    c = client.message.publish(url=receiver.url("/cb"), body="other", content_based_deduplication=True)
+    a = client.message.publish(
+        url=receiver.url("/cb"), body="same", content_based_deduplication=True
+    )
+    b = client.message.publish(
+        url=receiver.url("/cb"), body="same", content_based_deduplication=True
+    )
+    c = client.message.publish(
+        url=receiver.url("/cb"), body="other", content_based_deduplication=True
+    )
     assert b.deduplicated and b.message_id == a.message_id
     assert not c.deduplicated
 

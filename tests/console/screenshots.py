@@ -45,8 +45,8 @@ PAGES = {
 def _settle(server: RunningServer, steps: int = 4) -> None:
     """Let deliveries in flight finish while the clock creeps (so latencies are not all 0)."""
     for _ in range(steps):
-        time.sleep(0.012)
-        server.advance(random.randint(3, 40))
+        server.advance(random.randint(5, 60))
+        time.sleep(0.01)
 
 
 def seed(server: RunningServer, receiver: Receiver) -> str:
@@ -91,12 +91,16 @@ def seed(server: RunningServer, receiver: Receiver) -> str:
                 },
             )
         busy = 1 + (index % 7 == 0) * 3 + random.randint(0, 3)
-        for _ in range(busy):
-            publish(client, receiver.url("/ok"), '{"event":"signup"}')
+        if step > MINUTE:  # a half hour's worth in one batch
+            busy *= 12
+        item = {"destination": receiver.url("/ok"), "body": '{"event":"signup"}'}
+        client.post("/v2/batch", json=[item] * busy).raise_for_status()
         if random.random() < 0.5:
             publish(client, "order-events", '{"order":1042}', **{"Upstash-Label": "orders"})
         if random.random() < 0.35:
-            publish(client, receiver.url("/payments"), '{"amount":1299}', **{"Upstash-Retries": "1"})
+            publish(
+                client, receiver.url("/payments"), '{"amount":1299}', **{"Upstash-Retries": "1"}
+            )
         if random.random() < 0.15:
             publish(client, receiver.url("/gone"), "ping", **{"Upstash-Retries": "0"})
         if random.random() < 0.6:
@@ -117,12 +121,18 @@ def shoot(base_url: str, out: Path, failed_id: str) -> list[Path]:
     saved = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_or_skip(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
         pages = {**PAGES, "message": f"/console/messages/{failed_id}"}
         for name, path in pages.items():
             page.goto(base_url + path)
+            if name == "schedules":  # show the live preview of a new schedule
+                page.fill("input[name=destination]", "https://example.com/reports/daily")
+                page.fill("input[name=tz]", "America/New_York")
+                page.fill("input[name=cron]", "30 8 * * MON-FRI")
+                page.wait_for_selector("[data-cron-preview] li")
             target = out / f"console-{name}.png"
-            page.screenshot(path=str(target), full_page=True)
+            # Long lists are cut at one screen; the other pages are shown whole.
+            page.screenshot(path=str(target), full_page=name not in ("messages", "dlq"))
             saved.append(target)
         browser.close()
     return saved

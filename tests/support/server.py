@@ -58,7 +58,10 @@ class RunningServer:
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._server.serve())
+        try:
+            self._loop.run_until_complete(self._server.serve())
+        finally:
+            self._loop.close()
 
     def start(self) -> RunningServer:
         self._thread.start()

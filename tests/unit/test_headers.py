@@ -26,7 +26,8 @@ def refused(*headers: tuple[str, str], query: list[tuple[str, str]] | None = Non
 
 def test_no_headers_means_the_defaults() -> None:
     o = parse()
-    assert (o.method, o.headers, o.max_retries, o.retry_delay, o.delay_s) == ("POST", {}, None, None, 0)
+    assert (o.method, o.headers, o.max_retries, o.delay_s) == ("POST", {}, None, 0)
+    assert o.retry_delay is None
     assert (o.not_before_s, o.timeout_s, o.callback, o.failure_callback) == (None, None, None, None)
     assert (o.dedup_id, o.content_dedup, o.flow, o.labels) == (None, False, None, ())
     assert o.redact == Redaction()
@@ -153,8 +154,10 @@ def test_without_webhook_mode_plain_headers_are_not_forwarded() -> None:
 # -- booleans ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "expected"), [("True", True), ("true", True), ("TRUE", True),
-                                                 ("False", False), ("false", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("True", True), ("true", True), ("TRUE", True), ("False", False), ("false", False)],
+)
 def test_booleans_accept_python_and_js_spellings(value: str, expected: bool) -> None:
     assert parse(("Upstash-Content-Based-Deduplication", value)).content_dedup is expected
     webhook = parse(("Upstash-Header-Forward", value), ("X-A", "1"))
@@ -180,8 +183,17 @@ def test_retries_range_from_zero_to_the_configured_maximum() -> None:
         parse(("Upstash-Retries", "6"), limits=Limits(max_retries=5))
 
 
-@pytest.mark.parametrize(("value", "seconds"), [("50s", 50), ("1m", 60), ("1h30m3s", 5403),
-                                                ("10d", 864000), ("100", 100), ("1d10h30m", 124200)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("50s", 50),
+        ("1m", 60),
+        ("1h30m3s", 5403),
+        ("10d", 864000),
+        ("100", 100),
+        ("1d10h30m", 124200),
+    ],
+)
 def test_delay_is_a_duration(value: str, seconds: int) -> None:
     assert parse(("Upstash-Delay", value)).delay_s == seconds
 
@@ -242,7 +254,10 @@ def test_deduplication_id() -> None:
             "body, header[Authorization], headers[ X-Secret ]",
             Redaction(body=True, header_names=frozenset({"authorization", "x-secret"})),
         ),
-        ("BODY,Header[authorization]", Redaction(body=True, header_names=frozenset({"authorization"}))),
+        (
+            "BODY,Header[authorization]",
+            Redaction(body=True, header_names=frozenset({"authorization"})),
+        ),
     ],
 )
 def test_redaction_forms(value: str, expected: Redaction) -> None:

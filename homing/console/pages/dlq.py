@@ -17,17 +17,9 @@ from homing import ids
 from homing.api.context import Services
 from homing.api.publish import check_destinations
 from homing.console import filtering
-from homing.console.gate import (
-    Viewer,
-    action,
-    back,
-    confirm_page,
-    confirmed,
-    flash,
-    page,
-    page_response,
-    services,
-)
+from homing.console.context import Viewer, services
+from homing.console.gate import action, page
+from homing.console.respond import back, confirm_page, confirmed, flash, page_response
 from homing.errors import InvalidRequest
 from homing.headers import parse_options
 from homing.models import Message, MessageFilter
@@ -78,10 +70,10 @@ async def _selected(svc: Services, account_id: str, form: QueryParams) -> list[M
         raise InvalidRequest("Select at least one entry first.")
     if len(dlq_ids) > MAX_SELECTED:
         raise InvalidRequest(f"Select at most {MAX_SELECTED} entries at once.")
-    page_ = await svc.storage.list_dlq(
+    found = await svc.storage.list_dlq(
         account_id, filter=MessageFilter(dlq_ids=dlq_ids), cursor=None, count=len(dlq_ids)
     )
-    return page_.items
+    return found.items
 
 
 def _describe(entries: Sequence[Message]) -> list[str]:

@@ -6,7 +6,9 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing.console.gate import Viewer, action, flash, page, page_response, services
+from homing.console.context import Viewer, services
+from homing.console.gate import action, page
+from homing.console.respond import flash, page_response
 from homing.errors import InvalidRequest, NotFound
 
 HOME = "/console/flow-control"

@@ -8,17 +8,9 @@ from starlette.responses import RedirectResponse, Response
 
 from homing import ids
 from homing.api.http import JSON
-from homing.console.gate import (
-    Viewer,
-    action,
-    api,
-    confirm_page,
-    confirmed,
-    flash,
-    page,
-    page_response,
-    services,
-)
+from homing.console.context import Viewer, services
+from homing.console.gate import action, api, page
+from homing.console.respond import confirm_page, confirmed, flash, page_response
 
 ROTATE_WARNING = [
     "The next key becomes the current key, and a new next key is generated.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -15,16 +16,9 @@ from starlette.responses import RedirectResponse, Response
 
 from homing.api import views
 from homing.console import filtering, render
-from homing.console.gate import (
-    Viewer,
-    action,
-    confirm_page,
-    confirmed,
-    flash,
-    page,
-    page_response,
-    services,
-)
+from homing.console.context import Viewer, services
+from homing.console.gate import action, page
+from homing.console.respond import confirm_page, confirmed, flash, page_response
 from homing.errors import NotFound
 from homing.models import LogEntry, LogState, Message, MessageFilter
 
@@ -145,7 +139,7 @@ async def cancel_message(request: Request, viewer: Viewer, form: QueryParams) ->
         limit=None,
         now_ms=svc.clock.now_ms(),
     )
-    response = RedirectResponse(f"/console/messages/{message_id}", 303)
+    response = RedirectResponse(f"/console/messages/{quote(message_id, safe='')}", 303)
     if count:
         return flash(request, response, "Cancel requested.")
     return flash(request, response, "The message had already finished.", "error")

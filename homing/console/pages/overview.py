@@ -6,6 +6,7 @@ the same `snapshot`, so what the script redraws is exactly what the server drew.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -15,12 +16,15 @@ from starlette.responses import Response
 from homing.api.context import Services
 from homing.api.http import JSON
 from homing.console import charts
-from homing.console.gate import Viewer, api, page, page_response, services
+from homing.console.context import Viewer, services, state
+from homing.console.gate import api, page
 from homing.console.masking import mask_url
 from homing.console.render import duration_ms, relative, utc
+from homing.console.respond import page_response
 
 LATENCY_SAMPLE = 5000
 NEXT_FIRES = 5
+CACHE_S = 2.0
 
 
 def _count(value: int) -> str:
@@ -31,8 +35,9 @@ def _ratio(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
-def _cell(text: str, href: str = "", cls: str = "") -> dict[str, str]:
-    return {"text": text, "href": href, "cls": cls}
+def _cell(text: str, href: str = "", cls: str = "", badge: str = "") -> dict[str, str]:
+    """One table cell of the live tables; `badge` draws the text as a state badge."""
+    return {"text": text, "href": href, "cls": cls, "badge": badge}
 
 
 async def snapshot(svc: Services, account_id: str) -> dict[str, Any]:
@@ -68,7 +73,9 @@ async def snapshot(svc: Services, account_id: str) -> dict[str, Any]:
             _cell(q.name, f"/console/messages?queueName={quote(q.name)}"),
             _cell(_count(q.lag), cls="num"),
             _cell(str(q.parallelism), cls="num"),
-            _cell("paused" if q.paused else "running", cls="badge paused" if q.paused else "badge"),
+            _cell("PAUSED", badge="st-paused")
+            if q.paused
+            else _cell("RUNNING", badge="st-delivered"),
         ]
         for q in sorted(await storage.list_queues(account_id), key=lambda q: -q.lag)
     ]
@@ -93,9 +100,22 @@ async def snapshot(svc: Services, account_id: str) -> dict[str, Any]:
     }
 
 
+async def cached(request: Request, account_id: str) -> dict[str, Any]:
+    cache = state(request).overview
+    now = time.monotonic()
+    hit = cache.get(account_id)
+    if hit is not None and now - hit[0] < CACHE_S:
+        return hit[1]
+    data = await snapshot(services(request), account_id)
+    if len(cache) > 1000:
+        cache.clear()
+    cache[account_id] = (now, data)
+    return data
+
+
 @page
 async def overview(request: Request, viewer: Viewer) -> Response:
-    data = await snapshot(services(request), viewer.account_id)
+    data = await cached(request, viewer.account_id)
     context = {
         "nav": "overview",
         "data": data,
@@ -108,4 +128,4 @@ async def overview(request: Request, viewer: Viewer) -> Response:
 
 @api
 async def overview_json(request: Request, viewer: Viewer) -> Response:
-    return JSON(await snapshot(services(request), viewer.account_id))
+    return JSON(await cached(request, viewer.account_id))

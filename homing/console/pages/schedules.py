@@ -23,18 +23,10 @@ from homing.api.context import Services
 from homing.api.http import JSON, caller_ip
 from homing.api.publish import check_destinations
 from homing.api.schedules import MAX_SCHEDULES, schedule_json
-from homing.console.gate import (
-    Viewer,
-    action,
-    api,
-    confirm_page,
-    confirmed,
-    flash,
-    page,
-    page_response,
-    services,
-)
+from homing.console.context import Viewer, services
+from homing.console.gate import action, api, page
 from homing.console.masking import mask_url
+from homing.console.respond import confirm_page, confirmed, flash, page_response
 from homing.cron import CronSchedule
 from homing.errors import InvalidRequest, NotFound, QuotaExceeded
 from homing.headers import PublishOptions, parse_options

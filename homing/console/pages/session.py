@@ -15,16 +15,10 @@ from starlette.responses import RedirectResponse, Response
 from homing.api.http import caller_ip
 from homing.console import render
 from homing.console.auth import COOKIE_PATH, LOGIN_COOKIE, SESSION_COOKIE, same_origin
-from homing.console.gate import (
-    Viewer,
-    action,
-    read_form,
-    refuse,
-    secure,
-    services,
-    set_session_cookie,
-    state,
-)
+from homing.console.context import Viewer, secure, services, state
+from homing.console.gate import action, read_form, set_session_cookie
+from homing.console.respond import refuse
+from homing.errors import HomingError
 
 MAX_TOKEN = 4096
 
@@ -72,7 +66,10 @@ async def login(request: Request) -> Response:
     console = state(request)
     if not same_origin(request):
         return refuse(request, None, "Cross-origin requests are refused.")
-    form: QueryParams = await read_form(request, 64 * 1024)
+    try:
+        form: QueryParams = await read_form(request, 64 * 1024)
+    except HomingError as exc:  # a body over the limit
+        return refuse(request, None, exc.message, exc.status_code)
     target = _next(form.get("next"))
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     if not nonce or not console.sessions.check(

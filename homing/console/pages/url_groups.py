@@ -7,16 +7,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from homing.api.url_groups import MAX_ENDPOINTS
-from homing.console.gate import (
-    Viewer,
-    action,
-    confirm_page,
-    confirmed,
-    flash,
-    page,
-    page_response,
-    services,
-)
+from homing.console.context import Viewer, services
+from homing.console.gate import action, page
+from homing.console.respond import confirm_page, confirmed, flash, page_response
 from homing.errors import InvalidRequest, NotFound
 from homing.publish import Endpoint, parse_destination, validate_name
 

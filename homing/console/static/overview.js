@@ -50,6 +50,11 @@
           a.href = cell.href;
           a.textContent = cell.text;
           td.appendChild(a);
+        } else if (cell.badge) {
+          var badge = document.createElement("span");
+          badge.className = "badge " + cell.badge;
+          badge.textContent = cell.text;
+          td.appendChild(badge);
         } else {
           td.textContent = cell.text;
         }

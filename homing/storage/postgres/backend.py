@@ -6,13 +6,14 @@ claiming (`FOR UPDATE SKIP LOCKED`, one statement per batch, see `delivery.py`),
 control (the key row is locked while deciding, see `flow.py`), one fire per schedule tick (a
 unique row, see `schedules.py`) and the time schedules run on (`db_now_ms`).
 
-Work made claimable is announced with NOTIFY in the same transaction; `listener.py` turns the
-notifications of other nodes into wake-ups. SQL lives in `queries.sql` and `migrations/`.
+Concurrent plain publishes are committed together (`batch.py`), as SQLite's single writer
+does. Work made claimable is announced with NOTIFY (`listener.Announcer`: inside the work's
+transaction, coalesced under load), and `listener.Listener` turns other nodes' notifications
+into wake-ups. SQL lives in `queries.sql` and `migrations/`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,19 +28,18 @@ from homing.models import (
     MessageFilter,
     NewMessage,
     Page,
-    Principal,
-    SigningKeys,
 )
 from homing.publish import Endpoint
 from homing.storage.base import QueueInfo, Storage, UrlGroup
+from homing.storage.postgres.accounts import AccountStore
+from homing.storage.postgres.batch import InsertBatcher
 from homing.storage.postgres.delivery import DeliveryStore
-from homing.storage.postgres.filters import Params, message_where
+from homing.storage.postgres.filters import Params, compose, message_where
 from homing.storage.postgres.flow import FlowControlStore
-from homing.storage.postgres.listener import Listener
+from homing.storage.postgres.listener import Announcer, Listener
 from homing.storage.postgres.messages import (
-    M_COLUMNS,
-    Q,
     EventRow,
+    Q,
     admit,
     insert,
     is_plain,
@@ -48,18 +48,15 @@ from homing.storage.postgres.messages import (
 )
 from homing.storage.postgres.pool import Conn, Database, affected
 from homing.storage.postgres.schedules import ScheduleStore
+from homing.storage.postgres.stats import StatsStore
 from homing.storage.queries import load_migrations
 
-# Advisory lock key of migrations (second key: the schema), held for the migrating transaction.
-MIGRATION_LOCK = 1752460
 MIGRATIONS = load_migrations("homing.storage.postgres")
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class PostgresStorage(DeliveryStore, ScheduleStore, FlowControlStore, Storage):
+class PostgresStorage(
+    AccountStore, DeliveryStore, ScheduleStore, FlowControlStore, StatsStore, Storage
+):
     single_node = False
 
     def __init__(
@@ -77,6 +74,8 @@ class PostgresStorage(DeliveryStore, ScheduleStore, FlowControlStore, Storage):
             url, server_settings=server_settings, min_size=min_connections, max_size=max_connections
         )
         self._unblock_hint: int | None = None
+        self._announcer = Announcer(self._notify)
+        self._batcher = InsertBatcher(self._db, self._announcer)
         self.listener: Listener | None = None
         if listen:
             self.listener = Listener(
@@ -100,33 +99,28 @@ class PostgresStorage(DeliveryStore, ScheduleStore, FlowControlStore, Storage):
     async def _migrate(self, conn: Conn) -> None:
         # Several nodes may start together: the first takes the lock and migrates, the others
         # wait for it and then find nothing left to do.
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))", MIGRATION_LOCK
-        )
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS homing_schema_version ("
-            "version integer PRIMARY KEY, applied_ms bigint NOT NULL)"
-        )
-        done = {r[0] for r in await conn.fetch("SELECT version FROM homing_schema_version")}
+        await conn.execute(Q["migration_lock"])
+        await conn.execute(Q["create_version_table"])
+        done = {r[0] for r in await conn.fetch(Q["applied_versions"])}
         for version, sql in MIGRATIONS:
-            if version in done:
-                continue
-            await conn.execute(sql)
-            await conn.execute(
-                "INSERT INTO homing_schema_version VALUES "
-                "($1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)",
-                version,
-            )
+            if version not in done:
+                await conn.execute(sql)
+                await conn.execute(Q["record_version"], version)
 
     async def close(self) -> None:
+        await self._batcher.close()
+        await self._announcer.close()
         if self.listener is not None:
             await self.listener.stop()
         await self._db.close()
 
+    async def _notify(self, due_ms: int) -> None:
+        await self._db.execute(Q["notify"], str(due_ms))
+
     async def ping(self) -> None:
         latest = max(v for v, _ in MIGRATIONS)
         try:
-            found = await self._db.fetchval("SELECT max(version) FROM homing_schema_version")
+            found = await self._db.fetchval(Q["schema_version"])
         except StorageUnavailable:
             raise
         except Exception as exc:
@@ -136,7 +130,7 @@ class PostgresStorage(DeliveryStore, ScheduleStore, FlowControlStore, Storage):
 
     async def check_durability(self) -> str | None:
         """A warning when the server does not make commits durable (fsync off), else None."""
-        fsync = await self._db.fetchval("SHOW fsync")
+        fsync = await self._db.fetchval(Q["fsync"])
         if str(fsync).lower() != "on":
             return (
                 "PostgreSQL runs with fsync=off: a crash of the database server can lose "
@@ -144,54 +138,21 @@ class PostgresStorage(DeliveryStore, ScheduleStore, FlowControlStore, Storage):
             )
         return None
 
-    # -- accounts -------------------------------------------------------------------------
-
-    async def ensure_account(
-        self,
-        account_id: str,
-        *,
-        now_ms: int,
-        keys: SigningKeys,
-        token: str | None = None,
-        reset_keys: bool = False,
-    ) -> None:
-        async def run(conn: Conn) -> None:
-            await conn.execute(Q["ensure_account"], account_id, now_ms, keys.current, keys.next)
-            if reset_keys:
-                await conn.execute(Q["reset_keys"], account_id, keys.current, keys.next)
-            if token is not None:
-                digest = hash_token(token)
-                await conn.execute(
-                    Q["put_token"], "tok_" + digest[:16], account_id, digest, now_ms
-                )
-
-        await self._db.run(run)
-
-    async def authenticate(self, token: str) -> Principal | None:
-        row = await self._db.fetchrow(Q["token_principal"], hash_token(token))
-        return None if row is None else Principal(row[0], bool(row[1]), row[2])
-
-    async def signing_keys(self, account_id: str) -> SigningKeys:
-        row = await self._db.fetchrow(Q["account_keys"], account_id)
-        if row is None:
-            raise StorageUnavailable(f"account {account_id!r} has no signing keys")
-        return SigningKeys(row[0], row[1])
-
-    async def rotate_signing_keys(self, account_id: str, new_next: str) -> SigningKeys:
-        row = await self._db.fetchrow(Q["rotate_keys"], account_id, new_next)
-        if row is None:
-            raise StorageUnavailable(f"account {account_id!r} has no signing keys")
-        return SigningKeys(row[0], row[1])
-
     # -- messages ---------------------------------------------------------------------------
 
     async def insert_messages(
         self, messages: Sequence[NewMessage], *, now_ms: int, dedup_window_ms: int
     ) -> list[InsertResult]:
-        results, earliest = await self._db.run(
-            lambda conn: insert(conn, messages, now_ms, dedup_window_ms),
-            transaction=not is_plain(messages),
-        )
+        if not messages:
+            return []
+        if is_plain(messages):
+            results, earliest = await self._batcher.insert(messages, now_ms)
+        else:
+            announce = self._announcer.inline()
+            results, earliest = await self._db.run(
+                lambda conn: insert(conn, messages, now_ms, dedup_window_ms, announce=announce)
+            )
+            self._announcer.after_commit(earliest, announced=announce)
         if earliest is not None:
             self._wake(earliest)
         return results
@@ -214,14 +175,8 @@ class PostgresStorage(DeliveryStore, ScheduleStore, FlowControlStore, Storage):
             clauses = [f"m.id = ANY({params.add(list(message_ids))}::text[])"]
         else:
             clauses = message_where(filter or MessageFilter(), params)
-        sql = (
-            "SELECT m.id, m.state, m.queue_slot FROM messages m WHERE m.account_id = $1 AND "
-            "(m.state IN ('queued', 'ready', 'waiting') "
-            "OR (m.state = 'active' AND NOT m.cancel_requested))"
-            + "".join(" AND " + c for c in clauses)
-            + " ORDER BY m.seq"
-            + (f" LIMIT {params.add(limit)}" if limit is not None else "")
-        )
+        limit_clause = "" if limit is None else f"LIMIT {params.add(limit)}"
+        sql = compose(Q["cancel_candidates"], clauses, limit=limit_clause)
 
         async def run(conn: Conn) -> int:
             rows = await conn.fetch(sql, *params.values)
@@ -262,16 +217,12 @@ class PostgresStorage(DeliveryStore, ScheduleStore, FlowControlStore, Storage):
         newest_first: bool = False,
     ) -> Page[Message]:
         params = Params(account_id)
-        clauses = ["m.account_id = $1", "m.dlq_id IS NOT NULL"]
-        clauses += message_where(filter, params, time_column="m.dlq_ms")
+        clauses = message_where(filter, params, time_column="m.dlq_ms")
         if cursor and cursor.isdigit():
             op = "<" if newest_first else ">"
             clauses.append(f"m.seq {op} {params.add(int(cursor))}::bigint")
         order = "DESC" if newest_first else "ASC"
-        sql = (
-            f"SELECT {M_COLUMNS}, m.seq FROM messages m WHERE {' AND '.join(clauses)} "
-            f"ORDER BY m.seq {order} LIMIT {params.add(count + 1)}"
-        )
+        sql = compose(Q["list_dlq"], clauses, order=order, limit=params.add(count + 1))
         rows = await self._db.fetch(sql, *params.values)
         more = len(rows) > count
         rows = rows[:count]
@@ -329,17 +280,12 @@ class PostgresStorage(DeliveryStore, ScheduleStore, FlowControlStore, Storage):
         newest_first: bool = True,
     ) -> Page[LogEntry]:
         params = Params(account_id)
-        clauses = ["e.account_id = $1"]
-        clauses += message_where(filter, params, time_column="e.time_ms", with_states=True)
+        clauses = message_where(filter, params, time_column="e.time_ms", with_states=True)
         if before_id is not None:
             op = "<" if newest_first else ">"
             clauses.append(f"e.id {op} {params.add(before_id)}::bigint")
         order = "DESC" if newest_first else "ASC"
-        sql = (
-            f"SELECT e.id, e.time_ms, e.state, e.info, {M_COLUMNS} FROM events e "
-            f"JOIN messages m ON m.id = e.message_id WHERE {' AND '.join(clauses)} "
-            f"ORDER BY e.id {order} LIMIT {params.add(count + 1)}"
-        )
+        sql = compose(Q["list_logs"], clauses, order=order, limit=params.add(count + 1))
         rows = await self._db.fetch(sql, *params.values)
         more = len(rows) > count
         rows = rows[:count]

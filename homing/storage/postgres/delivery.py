@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from homing.models import AttemptOutcome, Claimed, OutcomeKind
 from homing.storage import codec
 from homing.storage.postgres import flow
+from homing.storage.postgres.listener import Announcer
 from homing.storage.postgres.messages import Q, admit, insert, json_text, message
 from homing.storage.postgres.pool import Conn, Database, affected
 
@@ -42,6 +43,7 @@ class DeliveryStore:
 
     _db: Database
     _unblock_hint: int | None
+    _announcer: Announcer
 
     if TYPE_CHECKING:  # provided by Storage; declared for the type checker only
 
@@ -138,7 +140,9 @@ class DeliveryStore:
     # -- outcomes ---------------------------------------------------------------------------
 
     @staticmethod
-    def _outcome_args(outcomes: Sequence[AttemptOutcome], everything: bool) -> list[Any]:
+    def _outcome_args(
+        outcomes: Sequence[AttemptOutcome], everything: bool, announce: bool
+    ) -> list[Any]:
         info_a: list[str | None] = []
         info_b: list[str | None] = []
         for o in outcomes:
@@ -164,13 +168,15 @@ class DeliveryStore:
             info_a,
             info_b,
             everything,
+            announce,
         ]
 
     async def _record_all(
-        self, conn: Conn, outcomes: Sequence[AttemptOutcome]
+        self, conn: Conn, outcomes: Sequence[AttemptOutcome], announce: bool
     ) -> tuple[list[bool], int | None]:
         """Record outcomes with everything they entail, in the caller's transaction."""
-        rows = await conn.fetch(Q["record_outcomes"], *self._outcome_args(outcomes, True))
+        args = self._outcome_args(outcomes, True, announce)
+        rows = await conn.fetch(Q["record_outcomes"], *args)
         applied = [bool(r["applied"]) for r in rows]
         earliest = _earliest(*(r["due_ms"] for r in rows if r["state"] == "ready"))
         new = [
@@ -181,7 +187,12 @@ class DeliveryStore:
         ]
         if new:
             _, due = await insert(
-                conn, [m for m, _ in new], max(t for _, t in new), 0, [t for _, t in new]
+                conn,
+                [m for m, _ in new],
+                max(t for _, t in new),
+                0,
+                [t for _, t in new],
+                announce=announce,
             )
             earliest = _earliest(earliest, due)
         latest: dict[tuple[str, str], int] = {}
@@ -197,28 +208,33 @@ class DeliveryStore:
             for r in rows
             if r["applied"] and r["queue_slot"] and r["state"] != "ready"
         ]
-        earliest = _earliest(earliest, await admit(conn, slots))
+        earliest = _earliest(earliest, await admit(conn, slots, announce=announce))
         return applied, earliest
 
     async def record_outcomes(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
         if not outcomes:
             return []
+        creates = any(o.kind is OutcomeKind.RETRY or o.new_messages for o in outcomes)
+        announce = creates and self._announcer.inline()
         if any(o.new_messages for o in outcomes):
-            applied, earliest = await self._db.run(lambda conn: self._record_all(conn, outcomes))
+            applied, earliest = await self._db.run(
+                lambda conn: self._record_all(conn, outcomes, announce)
+            )
         else:
             # The common case in one autocommit statement; messages that hold a queue slot or
             # a flow key are left alone by it and recorded in a transaction of their own.
-            args = self._outcome_args(outcomes, False)
+            args = self._outcome_args(outcomes, False, announce)
             rows = await self._db.fetch(Q["record_outcomes"], *args)
             applied = [bool(r["applied"]) for r in rows]
             earliest = _earliest(*(r["due_ms"] for r in rows if r["state"] == "ready"))
             deferred = [i for i, r in enumerate(rows) if r["deferred"]]
             if deferred:
                 later = [outcomes[i] for i in deferred]
-                done, due = await self._db.run(lambda conn: self._record_all(conn, later))
+                done, due = await self._db.run(lambda conn: self._record_all(conn, later, announce))
                 for i, ok in zip(deferred, done, strict=True):
                     applied[i] = ok
                 earliest = _earliest(earliest, due)
+        self._announcer.after_commit(earliest, announced=announce)
         if earliest is not None:
             self._wake(earliest)
         return applied

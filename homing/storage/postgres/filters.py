@@ -37,6 +37,11 @@ class Params:
         return f"${len(self.values)}"
 
 
+def compose(template: str, conditions: list[str], **slots: str) -> str:
+    """A named query with its `{filters}` slot filled by AND-ed conditions of this module."""
+    return template.format(filters="".join(" AND " + c for c in conditions), **slots)
+
+
 def message_where(
     f: MessageFilter,
     params: Params,

@@ -18,13 +18,10 @@ from homing.storage.queries import load_queries
 
 Q = load_queries("homing.storage.postgres")
 
-# The columns `message()` decodes, in order (as in the SQLite backend).
-COLUMNS = (
-    "id, account_id, url, body, spec, state, created_ms, not_before_ms, due_ms, attempts, "
-    "caller_ip, queue_name, topic_name, endpoint_name, schedule_id, labels, flow_key, flow, "
-    "cancel_requested, dlq_id, dlq_ms, last_response, final_ms"
-)
-M_COLUMNS = ", ".join("m." + c.strip() for c in COLUMNS.split(","))
+# `message()` decodes these columns, in this order (as the SQLite backend does): id, account_id,
+# url, body, spec, state, created_ms, not_before_ms, due_ms, attempts, caller_ip, queue_name,
+# topic_name, endpoint_name, schedule_id, labels, flow_key, flow, cancel_requested, dlq_id,
+# dlq_ms, last_response, final_ms. The queries that return messages list them so.
 
 EventRow = tuple[str, str, int, LogState, dict[str, Any] | None]
 
@@ -84,17 +81,20 @@ def _earliest(*times: int | None) -> int | None:
     return min((t for t in times if t is not None), default=None)
 
 
-async def admit(conn: Conn, queues: Iterable[tuple[str, str]]) -> int | None:
+async def admit(
+    conn: Conn, queues: Iterable[tuple[str, str]], *, announce: bool = True
+) -> int | None:
     """Let queued messages of these queues start, in FIFO order, up to each one's parallelism.
 
     Locks the queue rows first (in order), so the busy count it reads is current and two nodes
-    never admit past the limit together. Returns the earliest due time admitted."""
+    never admit past the limit together. Returns the earliest due time admitted (NOTIFY-ed
+    with the transaction when `announce`)."""
     keys = sorted(set(queues))
     if not keys:
         return None
     accounts, names = [k[0] for k in keys], [k[1] for k in keys]
     await conn.fetch(Q["lock_queues"], accounts, names)
-    due: int | None = await conn.fetchval(Q["admit"], accounts, names)
+    due: int | None = await conn.fetchval(Q["admit"], accounts, names, announce)
     return due
 
 
@@ -167,9 +167,11 @@ async def insert(
     now_ms: int,
     dedup_window_ms: int,
     event_times: Sequence[int] | None = None,
+    *,
+    announce: bool = True,
 ) -> tuple[list[InsertResult], int | None]:
     """Store messages and log CREATED (at `event_times`, one per message, else `now_ms`);
-    returns (results in input order, earliest claimable due).
+    returns (results in input order, earliest claimable due, NOTIFY-ed when `announce`).
 
     Runs in the caller's transaction; only `is_plain(messages)` batches may run without one."""
     if not messages:
@@ -220,9 +222,9 @@ async def insert(
             for m, t in kept
         ],
         [t for _, t in kept],
-        ready_due,
+        ready_due if announce else None,
     )
-    admitted = await admit(conn, queues)
+    admitted = await admit(conn, queues, announce=announce)
     it = iter(keep)
     out = [r if r is not None else InsertResult((m := next(it)).id, m.url) for r in results]
     return out, _earliest(ready_due, admitted)

@@ -4,21 +4,22 @@
 -- * Batches travel as arrays and are unpacked with unnest(...) WITH ORDINALITY, so a batch is
 --   one statement whatever its size.
 -- * Every statement that logs events starts with the `clock` CTE: it advances homing_event_seq
---   to the database clock (ms * 1000) when the sequence lags by more than a millisecond. The
---   advisory lock lets one session at a time do it, and it only moves the sequence forward by
---   more than 1000, so it can never hand out a value twice (see migrations/0001_initial.sql).
+--   to the database clock (ms * 1000) when the sequence lags by more than 10 ms. The advisory
+--   lock lets one session at a time do it, and it only moves the sequence forward, by more than
+--   10000, so it can never hand out a value twice (see migrations/0001_initial.sql).
 -- * NOTIFY homing_work, '<due_ms>' is sent by the statement that makes work claimable, so it is
---   delivered when that work commits.
+--   delivered when that work commits; a boolean `announce` parameter lets the caller leave it
+--   to a coalesced NOTIFY right after commit instead (see listener.Announcer).
 -- * Parameters whose type PostgreSQL cannot infer are cast where they first appear.
 
 -- name: log_events
 WITH clock AS MATERIALIZED (
     SELECT CASE
-        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000
+        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000
          AND pg_try_advisory_xact_lock(1752461, hashtext(current_schema()))
         THEN (SELECT setval('homing_event_seq', (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000)
               FROM homing_event_seq s2
-              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000)
+              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000)
     END AS advanced
     FROM homing_event_seq s
 )
@@ -32,11 +33,11 @@ ORDER BY e.ord
 -- name: insert_messages
 WITH clock AS MATERIALIZED (
     SELECT CASE
-        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000
+        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000
          AND pg_try_advisory_xact_lock(1752461, hashtext(current_schema()))
         THEN (SELECT setval('homing_event_seq', (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000)
               FROM homing_event_seq s2
-              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000)
+              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000)
     END AS advanced
     FROM homing_event_seq s
 ),
@@ -129,7 +130,8 @@ upd AS (
     RETURNING m.due_ms
 )
 SELECT min(due_ms) AS due,
-       CASE WHEN count(*) > 0 THEN pg_notify('homing_work', min(due_ms)::text) END AS notified
+       CASE WHEN count(*) > 0 AND $3::boolean THEN pg_notify('homing_work', min(due_ms)::text)
+       END AS notified
 FROM upd
 
 -- name: demote_ready
@@ -143,11 +145,11 @@ WHERE account_id = $1 AND queue_slot = $2 AND queue_name = $2 AND state IN ('rea
 -- the 'unblock' row gives the earliest time a rate-limited key reopens.
 WITH clock AS MATERIALIZED (
     SELECT CASE
-        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000
+        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000
          AND pg_try_advisory_xact_lock(1752461, hashtext(current_schema()))
         THEN (SELECT setval('homing_event_seq', (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000)
               FROM homing_event_seq s2
-              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000)
+              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000)
     END AS advanced
     FROM homing_event_seq s
 ),
@@ -200,11 +202,11 @@ HAVING min(f.blocked_until_ms) IS NOT NULL
 -- Claim the given READY messages (flow-control decisions already taken under the key locks).
 WITH clock AS MATERIALIZED (
     SELECT CASE
-        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000
+        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000
          AND pg_try_advisory_xact_lock(1752461, hashtext(current_schema()))
         THEN (SELECT setval('homing_event_seq', (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000)
               FROM homing_event_seq s2
-              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000)
+              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000)
     END AS advanced
     FROM homing_event_seq s
 ),
@@ -253,11 +255,11 @@ UPDATE messages SET lease_until = $1::bigint WHERE state = 'active' AND lease_ow
 -- or promotes the key's waitlist.
 WITH clock AS MATERIALIZED (
     SELECT CASE
-        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000
+        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000
          AND pg_try_advisory_xact_lock(1752461, hashtext(current_schema()))
         THEN (SELECT setval('homing_event_seq', (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000)
               FROM homing_event_seq s2
-              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000)
+              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000)
     END AS advanced
     FROM homing_event_seq s
 ),
@@ -312,18 +314,18 @@ SELECT o.ord, u.id IS NOT NULL AS applied, u.state, u.due_ms, u.account_id, u.qu
             WHERE m.id = o.id AND m.state = 'active' AND m.lease_token = o.token
        )) AS deferred,
        (SELECT pg_notify('homing_work', min(r.due_ms)::text) FROM upd r
-        WHERE r.state = 'ready' HAVING count(*) > 0) AS notified
+        WHERE r.state = 'ready' AND $12::boolean HAVING count(*) > 0) AS notified
 FROM o LEFT JOIN upd u ON u.ord = o.ord
 ORDER BY o.ord
 
 -- name: release_node
 WITH clock AS MATERIALIZED (
     SELECT CASE
-        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000
+        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000
          AND pg_try_advisory_xact_lock(1752461, hashtext(current_schema()))
         THEN (SELECT setval('homing_event_seq', (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000)
               FROM homing_event_seq s2
-              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000)
+              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000)
     END AS advanced
     FROM homing_event_seq s
 ),
@@ -347,11 +349,11 @@ FROM upd
 -- name: release_expired
 WITH clock AS MATERIALIZED (
     SELECT CASE
-        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000
+        WHEN s.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000
          AND pg_try_advisory_xact_lock(1752461, hashtext(current_schema()))
         THEN (SELECT setval('homing_event_seq', (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000)
               FROM homing_event_seq s2
-              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 1000)
+              WHERE s2.last_value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint * 1000 - 10000)
     END AS advanced
     FROM homing_event_seq s
 ),
@@ -400,9 +402,15 @@ SELECT id, account_id, url, body, spec, state, created_ms, not_before_ms, due_ms
 FROM messages WHERE account_id = $1 AND dlq_id = $2
 
 -- name: take_dlq
-UPDATE messages SET dlq_id = NULL
-WHERE account_id = $1 AND dlq_id = ANY($2::text[])
-RETURNING dlq_id
+-- Remove entries from the DLQ; returns the ids that were there (RETURNING sees new values).
+UPDATE messages m SET dlq_id = NULL
+FROM (
+    SELECT id, dlq_id FROM messages
+    WHERE account_id = $1 AND dlq_id = ANY($2::text[])
+    FOR UPDATE
+) old
+WHERE m.id = old.id AND m.dlq_id = old.dlq_id
+RETURNING old.dlq_id
 
 -- name: message_states
 SELECT id, state FROM messages WHERE id = ANY($1::text[])
@@ -492,6 +500,11 @@ DELETE FROM messages WHERE id IN (
     WHERE final_ms IS NOT NULL AND final_ms < $1::bigint AND dlq_id IS NULL
     LIMIT 5000
 )
+
+-- name: notify
+-- A NOTIFY of its own, sent after the work it announces committed: asynchronous commit is fine
+-- for a hint, and keeps this short transaction from waiting on the WAL flush.
+SELECT set_config('synchronous_commit', 'off', true), pg_notify('homing_work', $1::text)
 
 -- name: db_now
 SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint
@@ -705,3 +718,58 @@ WHERE e.time_ms >= $1::bigint AND e.state = 'DELIVERED'
   AND ($2::text IS NULL OR e.account_id = $2::text)
 ORDER BY e.id DESC
 LIMIT $3
+
+-- name: migration_lock
+-- Held by the migrating transaction: nodes starting together migrate one after the other.
+SELECT pg_advisory_xact_lock(1752460, hashtext(current_schema()))
+
+-- name: create_version_table
+CREATE TABLE IF NOT EXISTS homing_schema_version (
+    version    integer PRIMARY KEY,
+    applied_ms bigint NOT NULL
+)
+
+-- name: applied_versions
+SELECT version FROM homing_schema_version
+
+-- name: record_version
+INSERT INTO homing_schema_version (version, applied_ms)
+VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+
+-- name: schema_version
+SELECT max(version) FROM homing_schema_version
+
+-- name: fsync
+SHOW fsync
+
+-- Queries with a dynamic filter: `{filters}` receives only AND-ed constant fragments from
+-- filters.py (values travel as $n parameters), `{order}` ASC or DESC, `{limit}` a $n.
+
+-- name: cancel_candidates
+SELECT m.id, m.state, m.queue_slot FROM messages m
+WHERE m.account_id = $1
+  AND (m.state IN ('queued', 'ready', 'waiting') OR (m.state = 'active' AND NOT m.cancel_requested))
+  {filters}
+ORDER BY m.seq
+{limit}
+
+-- name: list_dlq
+SELECT m.id, m.account_id, m.url, m.body, m.spec, m.state, m.created_ms, m.not_before_ms,
+       m.due_ms, m.attempts, m.caller_ip, m.queue_name, m.topic_name, m.endpoint_name,
+       m.schedule_id, m.labels, m.flow_key, m.flow, m.cancel_requested, m.dlq_id, m.dlq_ms,
+       m.last_response, m.final_ms, m.seq
+FROM messages m
+WHERE m.account_id = $1 AND m.dlq_id IS NOT NULL {filters}
+ORDER BY m.seq {order}
+LIMIT {limit}
+
+-- name: list_logs
+SELECT e.id, e.time_ms, e.state, e.info,
+       m.id, m.account_id, m.url, m.body, m.spec, m.state, m.created_ms, m.not_before_ms,
+       m.due_ms, m.attempts, m.caller_ip, m.queue_name, m.topic_name, m.endpoint_name,
+       m.schedule_id, m.labels, m.flow_key, m.flow, m.cancel_requested, m.dlq_id, m.dlq_ms,
+       m.last_response, m.final_ms
+FROM events e JOIN messages m ON m.id = e.message_id
+WHERE e.account_id = $1 {filters}
+ORDER BY e.id {order}
+LIMIT {limit}

@@ -97,7 +97,9 @@ class ScheduleStore:
 
     async def get_schedule(self, account_id: str, schedule_id: str) -> Schedule | None:
         async def run(conn: Conn) -> list[Schedule]:
-            return await _with_states(conn, await conn.fetch(Q["schedules"], account_id, schedule_id))
+            return await _with_states(
+                conn, await conn.fetch(Q["schedules"], account_id, schedule_id)
+            )
 
         found = await self._db.run(run, transaction=False)
         return found[0] if found else None

@@ -962,7 +962,8 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
     ) -> list[int]:
         sql = (
             "SELECT e.time_ms - m.not_before_ms FROM events e "
-            "JOIN messages m ON m.id = e.message_id WHERE e.id >= ? AND e.state = 'DELIVERED' AND (? IS NULL OR e.account_id = ?)"
+            "JOIN messages m ON m.id = e.message_id WHERE e.id >= ? "
+            "AND e.state = 'DELIVERED' AND (? IS NULL OR e.account_id = ?)"
             " ORDER BY e.id DESC LIMIT ?"
         )
         args = (since_ms * 1000, account_id, account_id, limit)

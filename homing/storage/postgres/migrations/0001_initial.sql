@@ -77,10 +77,12 @@ CREATE TABLE dedup (
 CREATE INDEX dedup_expires ON dedup (expires_ms);
 
 -- Event ids come from homing_event_seq, which every statement that logs events first advances
--- to the database clock (milliseconds * 1000) when it lags behind by more than a millisecond.
--- So ids are unique (they are sequence values), strictly increasing in the order events are
--- written, and `id / 1000` is the database time of the write in Unix ms (give or take a
--- millisecond): a logs cursor can be read as a time, as on SQLite (`time_ms * 1000 + n`).
+-- to the database clock (milliseconds * 1000) when it lags behind by more than 10 ms. So ids are
+-- unique (they are sequence values), strictly increasing in the order events are written, and
+-- `id / 1000` is the database time of the write in Unix ms (give or take 10 ms): a logs cursor
+-- can be read as a time, as on SQLite (`time_ms * 1000 + n`). The advance is made by one
+-- session at a time (an advisory lock), only forward, and only when the sequence lags by more
+-- than 10000 values, so no value is handed out twice.
 CREATE SEQUENCE homing_event_seq AS bigint;
 
 CREATE TABLE events (

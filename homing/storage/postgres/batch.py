@@ -1,0 +1,123 @@
+"""Group commit for publishes: concurrent plain inserts share one statement and one commit.
+
+Each publish request inserts one message or a few. Run one by one, every request would pay a
+round trip and, above all, a WAL flush of its own, and the pool's size would cap how many wait
+for one at a time. The SQLite backend's single writer avoids this by committing together
+whatever arrived while the previous transaction was committing; this does the same on
+PostgreSQL for the hot path (no dedup key, no queue, no flow key: `messages.is_plain`).
+
+Up to `max_inflight` batches run at once, so a lone request starts at once (no added latency
+at low load), and under load each batch takes everything that queued while the others ran.
+Every caller gets its answer only after its batch committed. A batch that fails for a reason
+other than the connection is split up, so one bad request cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from homing.errors import StorageUnavailable
+from homing.models import InsertResult, NewMessage
+from homing.storage.postgres.listener import Announcer
+from homing.storage.postgres.messages import insert
+from homing.storage.postgres.pool import Database
+
+Inserted = tuple[list[InsertResult], int | None]
+
+
+@dataclass(slots=True)
+class _Request:
+    messages: Sequence[NewMessage]
+    now_ms: int
+    future: asyncio.Future[Inserted]
+
+
+class InsertBatcher:
+    def __init__(
+        self,
+        db: Database,
+        announcer: Announcer,
+        *,
+        max_inflight: int = 4,
+        max_messages: int = 1000,
+    ) -> None:
+        self._db = db
+        self._announcer = announcer
+        self._max_inflight = max_inflight
+        self._max_messages = max_messages
+        self._queue: deque[_Request] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def insert(self, messages: Sequence[NewMessage], now_ms: int) -> Inserted:
+        """Insert plain messages (see `messages.is_plain`) in a batch with other callers'."""
+        future: asyncio.Future[Inserted] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Request(messages, now_ms, future))
+        self._start()
+        return await future
+
+    def _start(self) -> None:
+        while self._queue and len(self._tasks) < self._max_inflight:
+            batch = [self._queue.popleft()]
+            size = len(batch[0].messages)
+            while self._queue and size + len(self._queue[0].messages) <= self._max_messages:
+                size += len(self._queue[0].messages)
+                batch.append(self._queue.popleft())
+            task = asyncio.create_task(self._run(batch), name="homing-pg-insert")
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._start()
+
+    async def _run(self, batch: list[_Request]) -> None:
+        try:
+            await self._execute(batch)
+        except BaseException as exc:  # cancelled at shutdown, or a bug: never leave callers
+            for r in batch:
+                if not r.future.done():
+                    r.future.set_exception(
+                        exc if isinstance(exc, Exception) else StorageUnavailable()
+                    )
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _execute(self, batch: list[_Request]) -> None:
+        messages = [m for r in batch for m in r.messages]
+        times = [r.now_ms for r in batch for _ in r.messages]
+        announce = self._announcer.inline()
+        try:
+            _, earliest = await self._db.run(
+                lambda conn: insert(conn, messages, max(times), 0, times, announce=announce),
+                transaction=False,
+            )
+        except StorageUnavailable as exc:
+            for r in batch:
+                if not r.future.done():
+                    r.future.set_exception(exc)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
+                return
+            for r in batch:  # find the request at fault; the others still commit
+                await self._execute([r])
+            return
+        self._announcer.after_commit(earliest, announced=announce)
+        for r in batch:
+            if not r.future.done():
+                due = min((m.not_before_ms for m in r.messages), default=None)
+                r.future.set_result(([InsertResult(m.id, m.url) for m in r.messages], due))
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Let batches in flight commit (their callers are waiting), then stop."""
+        tasks = list(self._tasks)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
