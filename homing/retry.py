@@ -291,7 +291,7 @@ _INTEGER = re.compile(r"[0-9]+")
 # One way only to split digits between the parts of a number (`[0-9]+(\.[0-9]*)?`, not
 # `[0-9]+\.?[0-9]*`): the ambiguous form backtracks exponentially on a hostile hint such as
 # `11s11s...11sx`, and this regex runs on the event loop for every failed attempt.
-_GO_ITEM = r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)"  # micro sign and Greek mu
+_GO_ITEM = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)"  # micro sign and Greek mu
 _GO_DURATION = re.compile(rf"(?:{_GO_ITEM})+")
 _NS_PER_UNIT = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9}
 _NS_PER_UNIT |= {"m": 60 * 10**9, "h": 3600 * 10**9}

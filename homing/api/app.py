@@ -41,6 +41,7 @@ from homing.delivery.engine import DeliveryEngine, EngineSettings
 from homing.delivery.outcome import Policy
 from homing.delivery.sender import Sender
 from homing.destinations import DestinationPolicy, ResolveFunc
+from homing.errors import StorageUnavailable
 from homing.metrics import Metrics
 from homing.models import SigningKeys
 from homing.scheduler.loop import Scheduler
@@ -170,6 +171,14 @@ def create_app(
             settings.store_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         await store.open()
+        warning = await store.check_durability()
+        if warning is not None:
+            if not settings.allow_unsafe_durability:
+                await store.close()
+                raise StorageUnavailable(
+                    warning + " (start with --allow-unsafe-durability to accept)"
+                )
+            log.warning(warning, extra={"event": "storage.unsafe_durability"})
         registry = Metrics()
         sender = Sender(
             allow_private=settings.allow_private_destinations,

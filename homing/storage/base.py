@@ -256,8 +256,9 @@ class Storage(abc.ABC):
         count: int,
         newest_first: bool = True,
     ) -> Page[LogEntry]:
-        """Log entries matching `filter`; `before_id` continues a newest-first listing (the
-        cursor is the id of the next entry)."""
+        """Log entries matching `filter`. The page's cursor is the id of its last entry;
+        passing it back as `before_id` (exclusive) continues the listing without skipping or
+        repeating an entry."""
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -357,6 +358,10 @@ class Storage(abc.ABC):
         (another node, a retry) inserts nothing and returns False. Nothing is inserted either
         if the schedule was deleted, paused or replaced since it was read. `tick_ms` None
         records no fire and only moves the next fire time (a tick skipped as too old)."""
+
+    async def check_durability(self) -> str | None:
+        """A warning when the store does not make commits durable, else None."""
+        return None
 
     async def db_now_ms(self) -> int | None:
         """The database's clock, where the store has one that all nodes share; None otherwise.

@@ -931,9 +931,12 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
     ) -> list[tuple[int, str, int]]:
         sql = (
             "SELECT (time_ms / ?) * ?, state, count(*) FROM events "
-            "WHERE id >= ? AND (? IS NULL OR account_id = ?) GROUP BY 1, 2 ORDER BY 1"
+            "WHERE id >= ? AND time_ms >= ? AND (? IS NULL OR account_id = ?) "
+            "GROUP BY 1, 2 ORDER BY 1"
         )
-        args = (bucket_ms, bucket_ms, since_ms * 1000, account_id, account_id)
+        # An event's id is never below time_ms * 1000: the id bound narrows the index range,
+        # the time condition makes it exact (ids follow write order, not event time).
+        args = (bucket_ms, bucket_ms, since_ms * 1000, since_ms, account_id, account_id)
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
@@ -962,11 +965,11 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
     ) -> list[int]:
         sql = (
             "SELECT e.time_ms - m.not_before_ms FROM events e "
-            "JOIN messages m ON m.id = e.message_id WHERE e.id >= ? "
+            "JOIN messages m ON m.id = e.message_id WHERE e.id >= ? AND e.time_ms >= ? "
             "AND e.state = 'DELIVERED' AND (? IS NULL OR e.account_id = ?)"
             " ORDER BY e.id DESC LIMIT ?"
         )
-        args = (since_ms * 1000, account_id, account_id, limit)
+        args = (since_ms * 1000, since_ms, account_id, account_id, limit)
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [max(0, int(r[0])) for r in rows]
 
