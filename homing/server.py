@@ -19,6 +19,7 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         lifespan="on",
+        log_config=None,  # keep the handlers `homing.logs` installed (JSON in serve)
         log_level=log_level,
         access_log=False,
         server_header=False,

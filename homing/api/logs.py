@@ -25,8 +25,10 @@ def _before(cursor: str | None, newest_first: bool) -> int | None:
         return None
     try:
         value = int(float(cursor))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InvalidRequest(f"invalid cursor {cursor!r}") from None
+    if not 0 <= value < 2**62:
+        raise InvalidRequest(f"cursor {cursor!r} is out of range")
     if value < _MS_CURSOR_BELOW:
         return (value + 1) * 1000 if newest_first else value * 1000
     return value

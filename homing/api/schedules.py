@@ -106,7 +106,7 @@ async def _create(request: Request, svc: Services, account_id: str, destination:
     options = parse_options(headers, config, limits=svc.settings.limits)
     if not options.cron:
         raise InvalidRequest("Upstash-Cron is required to create a schedule")
-    now = svc.clock.now_ms()
+    now = await svc.scheduler.now()  # the clock the scheduler fires by
     cron = CronSchedule.parse(options.cron, now_ms=now)
     dest = parse_destination(destination)
     if dest.url is not None:
@@ -149,7 +149,8 @@ async def _set_paused(svc: Services, account_id: str, schedule_id: str, paused: 
     if schedule is None:
         raise NotFound(f"schedule {schedule_id!r} not found")
     # Resuming counts the next fire from now: ticks missed while paused never fire.
-    next_fire = None if paused else CronSchedule.parse(schedule.cron).next_after(svc.clock.now_ms())
+    now = await svc.scheduler.now()
+    next_fire = None if paused else CronSchedule.parse(schedule.cron).next_after(now)
     await svc.storage.set_schedule_paused(
         account_id, schedule_id, paused=paused, next_fire_ms=next_fire
     )

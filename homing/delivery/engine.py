@@ -101,6 +101,10 @@ class DeliveryEngine:
     # -- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        log.info(
+            "delivery engine %s started", self.node_id,
+            extra={"event": "engine.started", "node_id": self.node_id},
+        )  # fmt: skip
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="homing-claim"),
             asyncio.create_task(self._record_loop(), name="homing-record"),

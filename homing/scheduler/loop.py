@@ -67,6 +67,10 @@ class Scheduler:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
+    async def now(self) -> int:
+        """The time schedule decisions use: the database clock where nodes share one."""
+        return await self._now()
+
     async def _now(self) -> int:
         shared = await self.storage.db_now_ms()
         return self.clock.now_ms() if shared is None else shared

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from qstash import QStash
 
@@ -88,6 +89,7 @@ def _homing(*args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.sqlite_only("the tokens CLI finds the server's store by --data-dir (its SQLite file)")
 def test_tokens_created_by_the_cli_work_and_revocation_is_immediate(server: RunningServer) -> None:
     data = ["--data-dir", server.settings.data_dir]
     out = _homing("tokens", "create", "--account", "team-a", "--name", "ci", *data)
@@ -101,6 +103,7 @@ def test_tokens_created_by_the_cli_work_and_revocation_is_immediate(server: Runn
     assert httpx.get(server.base_url + "/v2/queues", headers=headers).status_code == 401
 
 
+@pytest.mark.sqlite_only("the tokens CLI finds the server's store by --data-dir (its SQLite file)")
 def test_read_only_tokens_cannot_change_anything(server: RunningServer) -> None:
     out = _homing(
         "tokens",

@@ -7,10 +7,13 @@ moves forward, so backoff and delays need no sleeping.
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
+from urllib.parse import quote
 
 import uvicorn
 
@@ -24,6 +27,105 @@ from homing.storage.base import Storage
 DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
 DEV_CURRENT_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"
 DEV_NEXT_KEY = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
+
+# -- opt-in backend switch -----------------------------------------------------------------
+# `HOMING_TEST_BACKEND=postgres` runs the SDK-driven suites (everything on `start_server`) on
+# PostgreSQL: each server gets a fresh schema in the database at HOMING_TEST_POSTGRES_URL,
+# dropped after the test. Read at import: tests/conftest.py hides HOMING_* during each test.
+TEST_BACKEND = os.environ.get("HOMING_TEST_BACKEND", "sqlite").strip().lower() or "sqlite"
+TEST_POSTGRES_URL = os.environ.get(
+    "HOMING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+SCHEMA_PREFIX = "homing_t_"
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """`url` with `search_path=<schema>` as a query parameter: asyncpg passes unknown query
+    parameters on as server settings, so every session of the pool (and the LISTEN
+    connection) works in that schema."""
+    return f"{url}{'&' if '?' in url else '?'}search_path={quote(schema)}"
+
+
+def run_coroutine(make: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 60) -> Any:
+    """Run a coroutine to completion on a fresh loop in its own thread (safe from any test,
+    including one that already runs inside an event loop)."""
+    box: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(asyncio.run(make()))
+        except BaseException as exc:  # handed to the caller
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"PostgreSQL admin work took over {timeout} s")
+    if errors:
+        raise errors[0]
+    return box[0] if box else None
+
+
+async def pg_execute(url: str, *statements: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        # Never wait forever on a lock held by a server that did not stop.
+        await conn.execute("SET lock_timeout = '10s'")
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def postgres_on_test_clock(url: str, clock: Clock) -> Storage:
+    """A PostgresStorage whose "database clock" is the test's clock.
+
+    On PostgreSQL the scheduler reads the time from the database (`db_now_ms`), so that nodes
+    with skewed clocks agree; a test that drives a `ManualClock` cannot move the database's
+    clock, so for such a test the database clock follows the manual one. Everything else
+    (storage, fire uniqueness, queries) is the real backend."""
+    from homing.storage.postgres.backend import PostgresStorage
+
+    class OnTestClock(PostgresStorage):
+        async def db_now_ms(self) -> int | None:
+            return clock.now_ms()
+
+    return OnTestClock(url)
+
+
+class PostgresSchemas:
+    """Fresh, empty schemas for one test; `drop()` removes them all.
+
+    `url_for(key)` gives the same schema for the same key (the data dir), so a test that
+    restarts a server on its data dir finds its store again, as it would on SQLite.
+    """
+
+    def __init__(self, url: str = TEST_POSTGRES_URL) -> None:
+        self.url = url
+        self.by_key: dict[str, str] = {}
+        self.created: list[str] = []
+
+    def new(self) -> str:
+        schema = SCHEMA_PREFIX + secrets.token_hex(6)
+        run_coroutine(lambda: pg_execute(self.url, f'CREATE SCHEMA "{schema}"'))
+        self.created.append(schema)
+        return schema
+
+    def url_for(self, key: str) -> str:
+        if key not in self.by_key:
+            self.by_key[key] = self.new()
+        return with_search_path(self.url, self.by_key[key])
+
+    def drop(self) -> None:
+        schemas, self.created = self.created, []
+        self.by_key.clear()
+        if schemas:
+            drops = [f'DROP SCHEMA IF EXISTS "{s}" CASCADE' for s in schemas]
+            run_coroutine(lambda: pg_execute(self.url, *drops))
 
 
 def free_port() -> int:
