@@ -95,9 +95,11 @@ def rss_bytes(pid: int) -> dict[str, int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of a process (all its threads) so far, or of one of its threads
+    (the main thread's id is the process id: for Homing, that is the event loop)."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as f:
         raw = f.read()
     # The command name may contain spaces: fields start after the closing parenthesis.
     fields = raw[raw.rindex(")") + 2 :].split()

@@ -386,6 +386,7 @@ async def run_job(job: Job) -> dict[str, Any]:
     gc.collect()
     gc.freeze()
     gc.disable()
+    cpu0 = time.process_time()
     try:
         if job.mode == "closed":
             extra = await closed_loop(job, channels, rec)
@@ -393,6 +394,7 @@ async def run_job(job: Job) -> dict[str, Any]:
             extra = await open_loop(job, channels, rec, new_channel)
         else:
             raise SystemExit(f"unknown mode {job.mode!r}")
+        extra["cpu_s"] = time.process_time() - cpu0  # this process, warm-up included
     finally:
         gc.enable()
         for c in channels:

@@ -221,7 +221,13 @@ async def run_loadgen(job: dict[str, Any], work_dir: Path, name: str) -> dict[st
         stderr=asyncio.subprocess.PIPE,
         env=_env(),
     )
-    _, err = await proc.communicate()
+    try:
+        _, err = await proc.communicate()
+    except BaseException:  # interrupted: do not leave the load running
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
     if proc.returncode != 0:
         raise ProcessFailed(
             f"load generator {name} failed:\n{err.decode(errors='replace')[-2000:]}"

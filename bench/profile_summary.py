@@ -78,6 +78,11 @@ def summarize(path: Path, *, top: int = 25) -> dict[str, Any]:
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     subsystems: Counter[str] = Counter()
+    # The event loop runs on the main thread: in a single-process server it is the bottleneck,
+    # so its own breakdown (shares of main-thread samples) is the one to read first.
+    main_subsystems: Counter[str] = Counter()
+    main_self: Counter[str] = Counter()
+    main_total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -95,16 +100,27 @@ def summarize(path: Path, *, top: int = 25) -> dict[str, Any]:
         searchable = [thread, *(f.key for f in frames)]
         if frames and frames[-1].key == _LOOP_LEAF:
             searchable = ["<loop leaf>"]
-        for name, needles in SUBSYSTEMS:
-            if any(n in s for s in searchable for n in needles):
-                subsystems[name] += count
-                break
-        else:
-            subsystems["other"] += count
+        name = next(
+            (
+                sub
+                for sub, needles in SUBSYSTEMS
+                if any(n in s for s in searchable for n in needles)
+            ),
+            "other",
+        )
+        subsystems[name] += count
+        if thread == "MainThread":
+            main_total += count
+            main_subsystems[name] += count
+            if frames:
+                main_self[frames[-1].key] += count
 
-    def share(counter: Counter[str], n: int | None = None) -> list[dict[str, Any]]:
+    def share(
+        counter: Counter[str], n: int | None = None, of: int | None = None
+    ) -> list[dict[str, Any]]:
+        whole = total if of is None else of
         return [
-            {"name": k, "samples": v, "share": v / total if total else 0.0}
+            {"name": k, "samples": v, "share": v / whole if whole else 0.0}
             for k, v in counter.most_common(n)
         ]
 
@@ -115,6 +131,9 @@ def summarize(path: Path, *, top: int = 25) -> dict[str, Any]:
         "subsystems": share(subsystems),
         "self": share(self_time, top),
         "inclusive": share(inclusive, top),
+        "main_thread_samples": main_total,
+        "main_thread_subsystems": share(main_subsystems, of=main_total),
+        "main_thread_self": share(main_self, top, of=main_total),
     }
 
 
@@ -123,6 +142,8 @@ def render(summary: dict[str, Any], *, top: int = 15) -> str:
     for title, key in (
         ("by thread", "threads"),
         ("by subsystem", "subsystems"),
+        ("main thread (event loop) only, by subsystem", "main_thread_subsystems"),
+        ("main thread only, self time", "main_thread_self"),
         ("self time (innermost Python frame)", "self"),
         ("inclusive time", "inclusive"),
     ):

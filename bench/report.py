@@ -23,11 +23,16 @@ class Row:
     target: str = ""
     passed: bool | None = None  # None: no target, or not measured
     note: str = ""
+    # For costs (CPU per message) the ratio is ceiling / figure, so that for every row a ratio
+    # of 1.0 means "as good as the ceiling" and lower is worse.
+    cost: bool = False
 
     @property
     def ratio(self) -> float:
-        if math.isnan(self.ceiling) or self.ceiling == 0:
+        if math.isnan(self.ceiling) or self.ceiling == 0 or math.isnan(self.spread.median):
             return math.nan
+        if self.cost:
+            return self.ceiling / self.spread.median if self.spread.median else math.nan
         return self.spread.median / self.ceiling
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,6 +85,24 @@ def ceiling_rows(ceilings: dict[str, Reps]) -> list[Row]:
                 spread(fw, lambda r: r["rps"]),
             )
         )
+    if ceilings.get("sink"):
+        rows.append(
+            Row(
+                "ceiling",
+                "aiohttp client CPU per request (to the sink)",
+                "ms",
+                spread(ceilings["sink"], lambda r: r["client_cpu_ms_per_request"]),
+            )
+        )
+    if ceilings.get("framework"):
+        rows.append(
+            Row(
+                "ceiling",
+                "framework server CPU per request",
+                "ms",
+                spread(ceilings["framework"], lambda r: r["server_cpu_ms_per_request"]),
+            )
+        )
     if ceilings.get("floor"):
         fl = ceilings["floor"]
         rows.append(
@@ -112,6 +135,9 @@ def homing_rows(
     rows: list[Row] = []
     sink_ceiling = spread(ceilings.get("sink", []), lambda r: r["rps"]).median
     fw_ceiling = spread(ceilings.get("framework", []), lambda r: r["rps"]).median
+    # CPU floors: serving one publish-shaped request, and making one aiohttp request.
+    fw_cpu = spread(ceilings.get("framework", []), lambda r: r["server_cpu_ms_per_request"]).median
+    client_cpu = spread(ceilings.get("sink", []), lambda r: r["client_cpu_ms_per_request"]).median
 
     if pub := results.get("publish"):
         row = Row(
@@ -138,6 +164,25 @@ def homing_rows(
         )
         rows.append(
             Row(sec, "Homing CPU during publish", "cores", spread(pub, lambda r: r["homing_cores"]))
+        )
+        rows.append(
+            Row(
+                sec,
+                "  of which the event-loop thread",
+                "cores",
+                spread(pub, lambda r: r["homing_loop_thread_cores"]),
+            )
+        )
+        rows.append(
+            Row(
+                sec,
+                "Homing CPU per published message",
+                "ms",
+                spread(pub, lambda r: r["homing_cpu_ms_per_message"]),
+                "framework CPU",
+                fw_cpu,
+                cost=True,
+            )
         )
 
     if e2e := results.get("e2e"):
@@ -174,6 +219,25 @@ def homing_rows(
                 spread(e2e, lambda r: r["homing_cores"]),
             )
         )
+        rows.append(
+            Row(
+                sec,
+                "  of which the event-loop thread",
+                "cores",
+                spread(e2e, lambda r: r["homing_loop_thread_cores"]),
+            )
+        )
+        rows.append(
+            Row(
+                sec,
+                "Homing CPU per message, publish to delivery",
+                "ms",
+                spread(e2e, lambda r: r["homing_cpu_ms_per_message"]),
+                "framework+client CPU",
+                fw_cpu + client_cpu,
+                cost=True,
+            )
+        )
 
     if lat := results.get("latency"):
         p50 = Row(
@@ -199,8 +263,18 @@ def homing_rows(
             spread(lat, lambda r: r["latency_ms"]["max"]),
         )
         lost = sum(r["lost"] for r in lat)
-        if lost:
-            p50.note = f"{lost} messages never arrived"
+        notes = [f"{lost} messages never arrived"] if lost else []
+        overloaded = [
+            f"{r['delivered_rps']:.0f}/s"
+            for r in lat
+            if r.get("delivered_rps", r["offered_rps"]) < 0.95 * r["offered_rps"]
+        ]
+        if overloaded:
+            notes.append(
+                "Homing delivered below the offered rate in some repetitions "
+                f"({', '.join(overloaded)}): a queue built up, latency is mostly queueing"
+            )
+        p50.note = "; ".join(notes)
         rows += [p50, p99, mx]
 
     if dl := results.get("delayed"):

@@ -32,11 +32,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 import uvloop
 
 from bench import report, scenarios
-from bench.common import CpuWatch, wait_until_quiet
+from bench.common import CpuWatch, dir_size, wait_until_quiet
 from bench.procs import (
     PYTHON,
     Child,
@@ -195,8 +196,23 @@ def machine() -> dict[str, Any]:
     for pkg in ("homing", "aiohttp", "starlette", "uvicorn", "uvloop", "httptools", "orjson"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[pkg] = metadata.version(pkg)
+    import hashlib
     import sqlite3
 
+    # Homing changes quickly: tie the figures to the exact source they measured.
+    digest = hashlib.sha256()
+    newest = 0.0
+    files: list[Path] = []
+    with contextlib.suppress(ImportError):
+        import homing
+
+        package = Path(homing.__file__).parent
+        files = sorted(p for p in package.rglob("*") if p.is_file())
+    for path in files:
+        if path.is_file() and path.suffix in (".py", ".sql"):
+            digest.update(str(path.relative_to(package)).encode())
+            digest.update(path.read_bytes())
+            newest = max(newest, path.stat().st_mtime)
     return {
         "nproc": os.cpu_count(),
         "cpu_model": model,
@@ -205,6 +221,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "packages": versions,
+        "homing_source_sha256": digest.hexdigest()[:16],
+        "homing_source_newest_mtime": datetime.fromtimestamp(newest, UTC).isoformat(),
     }
 
 
@@ -226,8 +244,6 @@ class Backend:
         if self.url is None:
             return None
         try:
-            import asyncpg  # type: ignore[import-untyped]
-
             conn = await asyncpg.connect(self.url, timeout=5)
             try:
                 self._scratch += 1
@@ -240,12 +256,10 @@ class Backend:
             self.note = f"no scratch databases ({exc}); all runs share {self.url}"
             return self.url
 
-    async def release(self, homing: Homing) -> None:
-        url = homing.database_url
+    async def release(self, url: str | None) -> None:
+        """Drop the scratch database of an instance that has stopped."""
         if url is None or url == self.url or self.url is None:
             return
-        import asyncpg
-
         name = urlsplit(url).path.lstrip("/")
         with contextlib.suppress(Exception):
             conn = await asyncpg.connect(self.url, timeout=5)
@@ -256,11 +270,7 @@ class Backend:
 
     async def store_size(self, homing: Homing) -> dict[str, Any]:
         if homing.database_url is None:
-            from bench.common import dir_size
-
             return dir_size(str(homing.data_dir))
-        import asyncpg
-
         conn = await asyncpg.connect(homing.database_url, timeout=5)
         try:
             size = await conn.fetchval("SELECT pg_database_size(current_database())")
@@ -269,24 +279,22 @@ class Backend:
         return {"apparent": size, "allocated": size, "files": {}}
 
 
-async def probe_postgres(url: str, run: Run) -> str | None:
-    """None if Homing runs on PostgreSQL here, else why not (the run goes on without it)."""
+async def probe_postgres(url: str, run: Run) -> tuple[Backend | None, str]:
+    """The PostgreSQL backend if Homing runs on it here, else why not (the run goes on)."""
     try:
-        import asyncpg
-
         conn = await asyncpg.connect(url, timeout=5)
         await conn.close()
     except Exception as exc:
-        return f"PostgreSQL at {url} is not reachable: {exc}"
-    # Homing itself is asked first, against the given URL: a build without the backend refuses
-    # before touching the database.
+        return None, f"PostgreSQL at {url} is not reachable: {exc}"
+    backend = Backend("postgresql", url)
     try:
-        homing = await start_homing(run.work_dir, run.data_root, label="pg-probe", database_url=url)
+        homing = await run.homing(backend, "postgresql-probe")
     except ProcessFailed as exc:
         tail = [line for line in str(exc).splitlines() if line.strip()][-1:]
-        return "Homing does not run on PostgreSQL yet: " + (tail[0] if tail else str(exc))
+        return None, "Homing does not run on PostgreSQL: " + (tail[0] if tail else str(exc))
     await stop_homing(homing)
-    return None
+    await backend.release(homing.database_url)
+    return backend, ""
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -316,15 +324,19 @@ class Run:
     async def homing(self, backend: Backend, label: str) -> Homing:
         database = await backend.database_for_instance()
         extra = ["--backoff-scale", str(self.cfg.backoff_scale)]
-        return await start_homing(
-            self.work_dir,
-            self.data_root,
-            label=label,
-            database_url=database,
-            extra_args=extra,
-            switch_interval_s=self.args.switch_interval,
-            trace=self.args.trace,
-        )
+        try:
+            return await start_homing(
+                self.work_dir,
+                self.data_root,
+                label=label,
+                database_url=database,
+                extra_args=extra,
+                switch_interval_s=self.args.switch_interval,
+                trace=self.args.trace,
+            )
+        except ProcessFailed:
+            await backend.release(database)
+            raise
 
 
 async def run_scenario(run: Run, ctx: Ctx, backend: Backend, name: str, rep: int) -> dict[str, Any]:
@@ -340,7 +352,7 @@ async def run_scenario(run: Run, ctx: Ctx, backend: Backend, name: str, rep: int
         return result
     finally:
         await stop_homing(homing)
-        await backend.release(homing)
+        await backend.release(homing.database_url)
         if homing.trace_path is not None and homing.trace_path.exists():
             run.log(render_trace(str(homing.trace_path)))
 
@@ -417,7 +429,7 @@ async def profile(run: Run, ctx: Ctx, backend: Backend) -> dict[str, Any]:
         finally:
             await spy.stop()
             await stop_homing(homing)
-            await backend.release(homing)
+            await backend.release(homing.database_url)
         if not path.exists():
             out[name] = {"skipped": "py-spy wrote nothing:\n" + spy.log_tail()}
             continue
@@ -447,9 +459,9 @@ async def main_async(args: argparse.Namespace) -> int:
             framework = await start_framework(run.work_dir)
             ctx = Ctx(cfg, run.work_dir, session, sink, framework, run.notes)
             if args.postgres:
-                reason = await probe_postgres(args.postgres, run)
-                if reason is None:
-                    backends.append(Backend("postgresql", args.postgres))
+                pg, reason = await probe_postgres(args.postgres, run)
+                if pg is not None:
+                    backends.append(pg)
                 else:
                     skipped["postgresql"] = reason
                     run.log(f"postgresql skipped: {reason}")

@@ -201,7 +201,8 @@ def _strip(result: dict[str, Any]) -> dict[str, Any]:
 async def ceiling_sink(ctx: Ctx, rep: int) -> dict[str, Any]:
     await reset_sink(ctx)
     n = ctx.cfg.ceiling_requests
-    job = {
+    warmup = ctx.cfg.warmup_for(n)
+    job: dict[str, Any] = {
         "host": LOOPBACK,
         "port": ctx.sink.port,
         "path": "/sink",
@@ -214,14 +215,17 @@ async def ceiling_sink(ctx: Ctx, rep: int) -> dict[str, Any]:
         "mode": "closed",
         "concurrency": ctx.cfg.concurrency,
         "count": n,
-        "warmup": ctx.cfg.warmup_for(n),
+        "warmup": warmup,
         "keep_samples": False,
     }
     result = await run_loadgen(job, ctx.work_dir, f"ceiling-sink-{rep}")
+    # CPU of the aiohttp client per request: what one delivery costs Homing's sender at least.
+    client_ms = result["cpu_s"] * 1000 / (n + warmup)
     return {
         "rps": result["rps"],
         "ok": result["ok"],
         "count": result["count"],
+        "client_cpu_ms_per_request": client_ms,
         "raw": _strip(result),
     }
 
@@ -236,9 +240,12 @@ async def ceiling_framework(ctx: Ctx, rep: int) -> dict[str, Any]:
         count=n,
         warmup=ctx.cfg.warmup_for(n),
     )
+    cpu0 = cpu_seconds(ctx.framework.pid)
     result = await run_loadgen(job, ctx.work_dir, f"ceiling-framework-{rep}")
+    server_ms = (cpu_seconds(ctx.framework.pid) - cpu0) * 1000 / (n + job["warmup"])
     return {
         "rps": result["rps"],
+        "server_cpu_ms_per_request": server_ms,
         "ok": result["ok"],
         "count": result["count"],
         "request_ms": _request_latency(result),
@@ -286,9 +293,12 @@ async def publish(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
     job = publish_job(
         ctx, homing.port, path, extra_headers=headers, count=n, warmup=ctx.cfg.warmup_for(n)
     )
-    cpu0, t0 = cpu_seconds(homing.pid), time.monotonic()
+    cpu0, loop0, t0 = cpu_seconds(homing.pid), cpu_seconds(homing.pid, homing.pid), time.monotonic()
     result = await run_loadgen(job, ctx.work_dir, f"publish-{rep}")
-    cores = (cpu_seconds(homing.pid) - cpu0) / (time.monotonic() - t0)
+    wall = time.monotonic() - t0
+    cpu = cpu_seconds(homing.pid) - cpu0
+    cores = cpu / wall
+    loop_cores = (cpu_seconds(homing.pid, homing.pid) - loop0) / wall
     delivered = (await sink_stats(ctx))["arrivals"]
     return {
         "rps": result["rps"],
@@ -297,6 +307,8 @@ async def publish(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
         "statuses": result["statuses"],
         "request_ms": _request_latency(result),
         "homing_cores": cores,
+        "homing_loop_thread_cores": loop_cores,
+        "homing_cpu_ms_per_message": cpu * 1000 / (n + job["warmup"]),
         "delivered_during_run": delivered,  # must be 0: deliveries were held back
         "raw": _strip(result),
     }
@@ -305,23 +317,26 @@ async def publish(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
 async def _publish_and_collect(
     ctx: Ctx, homing: Homing, name: str, *, fail_rate: float, wait_s: float | None = None
 ) -> tuple[dict[str, Any], Arrivals, list[str], float, float]:
-    """Publish N messages as fast as they are accepted; wait until every id got a 2xx."""
+    """Publish N messages as fast as they are accepted; wait until every id got a 2xx.
+    Returns (load-generator result, arrivals, published ids, Homing cores, Homing CPU s)."""
     await reset_sink(ctx, fail_rate=fail_rate)
     job = publish_job(ctx, homing.port, f"/v2/publish/{ctx.sink_url}", count=ctx.cfg.e2e_messages)
-    cpu0, t0 = cpu_seconds(homing.pid), time.monotonic()
+    cpu0, loop0, t0 = cpu_seconds(homing.pid), cpu_seconds(homing.pid, homing.pid), time.monotonic()
     result = await run_loadgen(job, ctx.work_dir, name)
     ids = [i for i in result["ids"] if i]
     complete = await wait_for_sink(ctx, len(ids), stall_s=wait_s)
     wall = time.monotonic() - t0
-    cores = (cpu_seconds(homing.pid) - cpu0) / wall
+    cpu = cpu_seconds(homing.pid) - cpu0
+    cores = cpu / wall
+    result["homing_loop_thread_cores"] = (cpu_seconds(homing.pid, homing.pid) - loop0) / wall
     arrivals = await sink_arrivals(ctx)
     if not complete:
         ctx.notes.append(f"{name}: gave up waiting for deliveries")
-    return result, arrivals, ids, cores, wall
+    return result, arrivals, ids, cores, cpu
 
 
 async def end_to_end(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
-    result, arrivals, ids, cores, _wall = await _publish_and_collect(
+    result, arrivals, ids, cores, cpu = await _publish_and_collect(
         ctx, homing, f"e2e-{rep}", fail_rate=0.0
     )
     first_send = result["first_send_ns"]
@@ -342,13 +357,16 @@ async def end_to_end(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
         "elapsed_s": elapsed,
         "publish_rps_during_run": result["rps"],
         "homing_cores": cores,
+        "homing_loop_thread_cores": result["homing_loop_thread_cores"],
+        # Publish + claim + deliver + record, all of Homing's CPU per message.
+        "homing_cpu_ms_per_message": cpu * 1000 / max(1, len(ids)),
     }
 
 
 async def failures(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
     # Retries come after the default backoff (12 s x --backoff-scale); allow for it.
     wait = ctx.cfg.stall_timeout_s + 12 * ctx.cfg.backoff_scale
-    result, arrivals, ids, cores, _wall = await _publish_and_collect(
+    result, arrivals, ids, cores, _cpu = await _publish_and_collect(
         ctx, homing, f"failures-{rep}", fail_rate=ctx.cfg.fail_rate, wait_s=wait
     )
     first_send = result["first_send_ns"]
@@ -403,8 +421,14 @@ async def latency(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
         for i, s in zip(ids, sends, strict=True)
         if i in arrivals.first_ok_ns
     ]
+    # If Homing delivers slower than the offered rate, a queue builds up and "latency" is
+    # mostly waiting in that queue: report the rate actually delivered so it shows.
+    arrived = [arrivals.first_ok_ns[i] for i in ids if i in arrivals.first_ok_ns]
+    span = (max(arrived) - min(sends)) / 1e9 if arrived and sends else 0.0
     return {
         "latency_ms": _latency_summary(samples),
+        "offered_rps": ctx.cfg.latency_rate,
+        "delivered_rps": len(arrived) / span if span > 0 else 0.0,
         "publish_request_ms": _request_latency(result),
         "published": len(ids),
         "lost": len(ids) - len(samples),

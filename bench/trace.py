@@ -11,6 +11,7 @@ Homing's internals before the server starts and writes timings to a JSON file at
   * writer batches: size and duration,
   * SQLite reader calls (thread pool): total time, by caller,
   * delivery HTTP attempts (`Sender.send`): total time,
+  * storage calls by backend (SQLite or PostgreSQL): insert, claim, record, next due, auth,
   * claim-loop wake-ups: from a wake (publish committed) to the claim starting.
 
 The wrappers cost a little CPU, so traced runs are diagnostic, not figures.
@@ -125,19 +126,52 @@ def install() -> None:
         orig_wake(self, due_ms)
 
     DeliveryEngine._on_wake = on_wake  # type: ignore[method-assign]
+    # Storage calls, whatever the backend (the SQLite writer breakdown above is finer).
     from homing.storage.sqlite.backend import SqliteStorage
 
-    orig_claim = SqliteStorage.claim_due
+    storages: list[type] = [SqliteStorage]
+    try:
+        from homing.storage.postgres.backend import PostgresStorage
+
+        storages.append(PostgresStorage)
+    except ImportError:
+        pass
+    for cls in storages:
+        backend = "sqlite" if cls is SqliteStorage else "postgres"
+        for method in ("insert_messages", "record_outcomes", "next_due_ms", "authenticate"):
+            _time_method(cls, method, f"storage[{backend}].{method}")
+        _wrap_claim(cls, f"storage[{backend}].claim_due", woken)
+
+
+def _time_method(cls: type, method: str, label: str) -> None:
+    orig = getattr(cls, method, None)
+    if orig is None:
+        return
+
+    async def timed(self: Any, *args: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter_ns()
+        try:
+            return await orig(self, *args, **kw)
+        finally:
+            _samples[label].append(_ms(time.perf_counter_ns() - t0))
+
+    setattr(cls, method, timed)
+
+
+def _wrap_claim(cls: type, label: str, woken: list[int]) -> None:
+    orig = cls.claim_due  # type: ignore[attr-defined]
 
     async def claim_due(self: Any, **kw: Any) -> Any:
         if woken:
             _samples["engine.wake_to_claim"].append(_ms(time.perf_counter_ns() - woken[0]))
             woken.clear()
-        rows = await orig_claim(self, **kw)
+        t0 = time.perf_counter_ns()
+        rows = await orig(self, **kw)
+        _samples[label].append(_ms(time.perf_counter_ns() - t0))
         _samples["engine.claimed_per_round"].append(len(rows))
         return rows
 
-    SqliteStorage.claim_due = claim_due  # type: ignore[method-assign]
+    cls.claim_due = claim_due  # type: ignore[attr-defined]
 
 
 def dump(path: str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from homing.durations import parse_duration_s
 from homing.errors import InvalidRequest
 from homing.models import CallbackSpec, FlowControl, Headers, Redaction
+from homing.numbers import parse_int
 from homing.retry import RetryDelay
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -147,12 +148,11 @@ def parse_flow_control(key: str | None, value: str | None) -> FlowControl | None
             continue
         if name not in ("parallelism", "rate"):
             raise InvalidRequest(f"unknown flow-control setting {name!r}")
-        if not raw.isdigit() or int(raw) < 1:
-            raise InvalidRequest(f"flow-control {name} must be a positive integer, got {raw!r}")
+        number = parse_int(raw, f"flow-control {name}", 1)
         if name == "parallelism":
-            parallelism = int(raw)
+            parallelism = number
         else:
-            rate = int(raw)
+            rate = number
     return FlowControl(key=key.strip(), parallelism=parallelism, rate=rate, period_s=period)
 
 
@@ -191,16 +191,6 @@ class _Config:
         return found[0] if found else None
 
 
-def _int(value: str, what: str, lo: int, hi: int) -> int:
-    text = value.strip()
-    if not text.lstrip("-").isdigit():
-        raise InvalidRequest(f"invalid {what} {value!r}: expected an integer")
-    number = int(text)
-    if not lo <= number <= hi:
-        raise InvalidRequest(f"{what} must be between {lo} and {hi}, got {number}")
-    return number
-
-
 def _callback(cfg: _Config, prefix: str, label: str, limits: Limits) -> CallbackSpec | None:
     """The callback (prefix `upstash-callback`) or failure callback of a message."""
     url = cfg.get(prefix)
@@ -237,7 +227,7 @@ def _callback(cfg: _Config, prefix: str, label: str, limits: Limits) -> Callback
         method=method,
         retries=None
         if retries is None
-        else _int(retries, f"{label} retries", 0, limits.max_retries),
+        else parse_int(retries, f"{label} retries", 0, limits.max_retries),
         retry_delay=None if delay is None else RetryDelay.parse(delay).text,
         timeout_s=None
         if timeout is None
@@ -320,7 +310,7 @@ def parse_options(
 
     max_retries = None
     if (raw := cfg.get("upstash-retries")) is not None:
-        max_retries = _int(raw, "Upstash-Retries", 0, limits.max_retries)
+        max_retries = parse_int(raw, "Upstash-Retries", 0, limits.max_retries)
         given.add("max_retries")
     retry_delay = None
     if (raw := cfg.get("upstash-retry-delay")) is not None:
@@ -334,7 +324,7 @@ def parse_options(
         given.add("delay")
     not_before_s = None
     if (raw := cfg.get("upstash-not-before")) is not None:
-        not_before_s = _int(raw, "Upstash-Not-Before", 0, 2**41)
+        not_before_s = parse_int(raw, "Upstash-Not-Before", 0, 2**41)
         given.add("delay")
     timeout_s = None
     if (raw := cfg.get("upstash-timeout")) is not None:

@@ -15,6 +15,7 @@ from homing.api.publish import check_destinations
 from homing.errors import InvalidRequest, NotFound
 from homing.headers import parse_options
 from homing.models import Message, MessageFilter
+from homing.numbers import parse_int
 from homing.publish import retry_from_dlq
 
 DLQ_FILTERS = (
@@ -22,6 +23,13 @@ DLQ_FILTERS = (
     "flowControlKey", "callerIp", "callerIP", "responseStatus",
 )  # fmt: skip
 MAX_COUNT = 100
+
+
+def _cursor(raw: str | None) -> str | None:
+    """DLQ cursors are row positions we issued; anything else is a mistake worth a 400."""
+    if raw is None or raw.strip() == "":
+        return None
+    return str(parse_int(raw, "cursor"))
 
 
 async def list_dlq(request: Request) -> Response:
@@ -36,7 +44,7 @@ async def list_dlq(request: Request) -> Response:
     page = await svc.storage.list_dlq(
         account_id,
         filter=f,
-        cursor=params.get("cursor"),
+        cursor=_cursor(params.get("cursor")),
         count=count,
         newest_first=params.get("order") == "latestFirst",
     )
@@ -76,7 +84,7 @@ async def _select(
     elif filters.given_empty(params, DLQ_FILTERS):
         return [], None  # `?dlqIds=` or `?label=` selects nothing, not every entry
     page = await svc.storage.list_dlq(
-        account_id, filter=f, cursor=params.get("cursor"), count=count
+        account_id, filter=f, cursor=_cursor(params.get("cursor")), count=count
     )
     return page.items, page.cursor
 

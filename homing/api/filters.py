@@ -12,6 +12,7 @@ from starlette.datastructures import QueryParams
 
 from homing.errors import InvalidRequest
 from homing.models import LogState, MessageFilter
+from homing.numbers import parse_int, parse_ms
 
 # query name -> MessageFilter field
 FIELDS = {
@@ -51,10 +52,7 @@ def _ms(params: QueryParams, key: str) -> int | None:
     value = params.get(key)
     if value is None or value == "":
         return None
-    try:
-        return int(float(value))
-    except ValueError:
-        raise InvalidRequest(f"{key} must be a Unix time in milliseconds, got {value!r}") from None
+    return parse_ms(value, key)
 
 
 def states(values: Iterable[str]) -> tuple[LogState, ...]:
@@ -91,9 +89,7 @@ def parse_filter(
             fields.setdefault(FIELDS[key], []).extend(_values(params, key))
     statuses: list[int] = []
     for value in fields.pop("response_statuses", []):
-        if not value.isdigit():
-            raise InvalidRequest(f"responseStatus must be an integer, got {value!r}")
-        statuses.append(int(value))
+        statuses.append(parse_int(value, "responseStatus", 0, 999))
     return MessageFilter(
         message_ids=tuple(fields.get("message_ids", ())),
         dlq_ids=tuple(fields.get("dlq_ids", ())),
@@ -128,9 +124,7 @@ def count(params: QueryParams, *, default: int | None, maximum: int) -> int | No
     value = params.get("count")
     if value is None or value == "":
         return default
-    if not value.isdigit():
-        raise InvalidRequest(f"count must be a positive integer, got {value!r}")
-    return max(1, min(int(value), maximum))
+    return max(1, min(parse_int(value, "count"), maximum))
 
 
 def is_empty(f: MessageFilter) -> bool:

@@ -13,6 +13,7 @@ from homing.api.http import JSON, path_remainder
 from homing.errors import InvalidRequest, NotFound
 from homing.headers import parse_bool
 from homing.models import FlowKeyInfo
+from homing.numbers import parse_int
 
 _ACTIONS = ("pause", "resume", "pin", "unpin", "resetRate", "reset")
 
@@ -60,9 +61,7 @@ def _positive(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidRequest(f"{name} must be a positive integer, got {raw!r}")
-    return int(raw)
+    return parse_int(raw, name, 1)
 
 
 async def act(request: Request) -> Response:

@@ -67,7 +67,7 @@ def split_query(request: Request) -> tuple[str, list[tuple[str, str]]]:
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing more than `limit` bytes (declared or streamed) with 413."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes exceeds the maximum of {limit} bytes")
     chunks = []
     size = 0

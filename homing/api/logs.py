@@ -8,7 +8,7 @@ from starlette.responses import Response
 from homing.api import filters, views
 from homing.api.context import account
 from homing.api.http import JSON
-from homing.errors import InvalidRequest
+from homing.numbers import parse_ms
 
 LOG_FILTERS = (
     "messageId", "messageIds", "state", "url", "topicName", "queueName", "scheduleId", "label",
@@ -23,12 +23,7 @@ _MS_CURSOR_BELOW = 10**14
 def _before(cursor: str | None, newest_first: bool) -> int | None:
     if cursor is None or cursor.strip() == "":
         return None
-    try:
-        value = int(float(cursor))
-    except (ValueError, OverflowError):
-        raise InvalidRequest(f"invalid cursor {cursor!r}") from None
-    if not 0 <= value < 2**62:
-        raise InvalidRequest(f"cursor {cursor!r} is out of range")
+    value = parse_ms(cursor, "cursor")
     if value < _MS_CURSOR_BELOW:
         return (value + 1) * 1000 if newest_first else value * 1000
     return value

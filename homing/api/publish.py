@@ -16,7 +16,7 @@ from starlette.responses import Response
 from homing import ids
 from homing.api.context import Services, account
 from homing.api.http import JSON, caller_ip, path_remainder, read_body, read_json, split_query
-from homing.errors import InvalidRequest, NotFound
+from homing.errors import InvalidRequest, NotFound, PayloadTooLarge
 from homing.headers import PublishOptions, parse_options
 from homing.models import InsertResult, NewMessage
 from homing.publish import Endpoint, build_messages, parse_destination, validate_name
@@ -181,7 +181,7 @@ async def batch(request: Request) -> Response:
     for index, item in enumerate(items):
         destination, headers, body, queue = _batch_item(item, index)
         if len(body) > svc.settings.max_body_size:
-            raise InvalidRequest(
+            raise PayloadTooLarge(
                 f"batch item {index}: body exceeds the maximum of "
                 f"{svc.settings.max_body_size} bytes"
             )

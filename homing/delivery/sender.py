@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 import aiohttp
 from multidict import CIMultiDict
@@ -110,7 +111,7 @@ class Sender:
             signature = signing.sign(key=signing_key, url=url, body=body, now_s=int(time.time()))
             async with self._session.request(
                 method,
-                URL(url, encoded=True),
+                URL(_ascii_target(url), encoded=True),
                 data=body if body else None,
                 headers=self._headers(message, signature),
                 allow_redirects=False,
@@ -144,3 +145,11 @@ def _header_map(resp: aiohttp.ClientResponse) -> Headers:
     for name, value in resp.headers.items():
         out.setdefault(canonical(name), []).append(value)
     return out
+
+
+def _ascii_target(url: str) -> str:
+    """The URL as it goes on the wire: stored bytes kept, non-ASCII characters percent-encoded
+    (a raw UTF-8 request line is refused by conforming servers)."""
+    if url.isascii():
+        return url
+    return "".join(c if c.isascii() else quote(c, safe="") for c in url)

@@ -6,7 +6,8 @@ aiohttp in its own process, so it keeps up with thousands of deliveries a second
 competes with the test for the GIL. Every request is recorded when its body has been read (that
 is the moment the destination "has" the message), and the test reads the record over HTTP:
 
-    GET /_deliveries?since=N  -> {"total": T, "items": [[id, retried, path, body, t_ms], ...]}
+    GET /_deliveries?since=N  -> {"total": T, "items": [[id, retried, path, body, t_ms,
+                                                          signature, raw path+query], ...]}
 
 Paths (any suffix after them is allowed):
 
@@ -47,6 +48,8 @@ class Sink:
                 request.path,
                 body.decode("utf-8", "replace"),
                 int(time.time() * 1000),
+                request.headers.get("Upstash-Signature", ""),
+                request.raw_path,  # path and query exactly as requested
             ]
         )
         return message_id

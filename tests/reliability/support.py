@@ -28,7 +28,7 @@ AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 # HOMING_SOAK is read once at import: the autouse fixture of tests/conftest.py removes every
 # HOMING_* variable from the environment before each test runs.
 SOAK = os.environ.get("HOMING_SOAK") == "1"
-SOAK_REASON = "soak tier: set HOMING_SOAK=1 to run the long versions of the reliability tests"
+SOAK_REASON = "soak tier: set HOMING_SOAK=1 to run the long versions of these tests"
 
 
 class SinkProcess:
@@ -56,7 +56,8 @@ class SinkProcess:
         return f"http://127.0.0.1:{self.silent_port}/never"
 
     def deliveries(self) -> list[list[Any]]:
-        """Every request so far: [message id, Upstash-Retried, path, body, receive time ms]."""
+        """Every request so far: [message id, Upstash-Retried, path, body, receive time ms,
+        Upstash-Signature, raw path and query]."""
         answer = self._client.get("/_deliveries", params={"since": len(self._items)}).json()
         self._items.extend(answer["items"])
         return list(self._items)
@@ -95,9 +96,16 @@ class HomingProcess:
     @property
     def command(self) -> list[str]:
         return [
-            str(HOMING), self.mode, "--port", str(self.port), "--data-dir", str(self.data_dir),
-            "--metrics-path", "off", *self.extra,
-        ]  # fmt: skip
+            str(HOMING),
+            self.mode,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--metrics-path",
+            "off",
+            *self.extra,
+        ]
 
     @property
     def pid(self) -> int:

@@ -218,7 +218,7 @@ class PostgresStorage(
     ) -> Page[Message]:
         params = Params(account_id)
         clauses = message_where(filter, params, time_column="m.dlq_ms")
-        if cursor and cursor.isdigit():
+        if cursor and cursor.isascii() and cursor.isdigit() and len(cursor) <= 18:
             op = "<" if newest_first else ">"
             clauses.append(f"m.seq {op} {params.add(int(cursor))}::bigint")
         order = "DESC" if newest_first else "ASC"

@@ -86,6 +86,11 @@ def _message(row: Sequence[Any]) -> Message:
     )
 
 
+def _is_position(cursor: str) -> bool:
+    """A DLQ cursor we issued: a row position (anything else starts from the beginning)."""
+    return cursor.isascii() and cursor.isdigit() and len(cursor) <= 18
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -636,7 +641,7 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         newest_first: bool = False,
     ) -> Page[Message]:
         where, params = message_where(filter, time_column="m.dlq_ms")
-        position = int(cursor) if cursor and cursor.isdigit() else None
+        position = int(cursor) if cursor and _is_position(cursor) else None
         clauses = ["m.account_id = ?", "m.dlq_id IS NOT NULL"]
         args: list[Any] = [account_id]
         if where:
