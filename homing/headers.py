@@ -221,6 +221,11 @@ def _callback(cfg: _Config, prefix: str, label: str, limits: Limits) -> Callback
     delay = cfg.get(prefix + "-retry-delay")
     timeout = cfg.get(prefix + "-timeout")
     callback_delay = cfg.get(prefix + "-delay")
+    delay_s = None
+    if callback_delay is not None:
+        delay_s = parse_duration_s(callback_delay, what=f"{label} delay")
+        if delay_s > limits.max_delay_s:
+            raise InvalidRequest(f"{label} delay exceeds the maximum of {limits.max_delay_s}s")
     return CallbackSpec(
         url=url,
         headers=headers,
@@ -232,9 +237,7 @@ def _callback(cfg: _Config, prefix: str, label: str, limits: Limits) -> Callback
         timeout_s=None
         if timeout is None
         else min(parse_duration_s(timeout, what=f"{label} timeout"), limits.max_timeout_s),
-        delay_s=None
-        if callback_delay is None
-        else parse_duration_s(callback_delay, what=f"{label} delay"),
+        delay_s=delay_s,
     )
 
 

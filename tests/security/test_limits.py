@@ -96,6 +96,7 @@ def test_a_batch_item_over_the_body_limit_is_refused_with_413(limited: RunningSe
         {"Content-Type": "application/json"},
         orjson.dumps([item]),
     )
+    print(f"\nbatch item of {LIMIT + 1} B -> {status}")
     assert status == 413
 
 
@@ -423,4 +424,6 @@ def test_malformed_integers_are_refused_with_400(
         headers["Upstash-Callback"] = "http://127.0.0.1:1/cb"
     if name.startswith("Upstash-Flow"):
         headers["Upstash-Flow-Control-Key"] = "k"
-    assert batch_item_status(limited, headers)[0] == 400
+    status = batch_item_status(limited, headers)[0]
+    print(f"\n{name}: {value[:12]!r} -> {status}")
+    assert status == 400

@@ -406,3 +406,10 @@ def test_invalid_callback_configuration_is_refused() -> None:
     refused(("Upstash-Callback", CB), ("Upstash-Callback-Retry-Delay", "pow("))
     refused(("Upstash-Callback", CB), ("Upstash-Callback-Timeout", "never"))
     refused(("Upstash-Failure-Callback", CB), ("Upstash-Failure-Callback-Delay", "later"))
+
+
+def test_a_callback_delay_beyond_the_maximum_delay_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="callback delay exceeds"):
+        parse_options(
+            [("Upstash-Callback", "https://cb.example/x"), ("Upstash-Callback-Delay", "400d")]
+        )
