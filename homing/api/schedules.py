@@ -15,8 +15,8 @@ from homing.api.context import Services, account
 from homing.api.http import JSON, caller_ip, path_remainder, read_body, split_query
 from homing.api.publish import check_destinations
 from homing.cron import CronSchedule
-from homing.errors import InvalidRequest, NotFound
-from homing.headers import parse_options
+from homing.errors import InvalidRequest, NotFound, QuotaExceeded
+from homing.headers import PublishOptions, parse_options
 from homing.models import Schedule
 from homing.publish import delivery_spec, parse_destination, validate_name
 
@@ -97,32 +97,29 @@ def schedule_json(s: Schedule, now_ms: int | None = None) -> dict[str, Any]:
     return out
 
 
-async def _create(request: Request, svc: Services, account_id: str, destination: str) -> Response:
-    body = await read_body(request, svc.settings.max_body_size)
-    query, config = split_query(request)
-    if query and destination.lower().startswith(("http:", "https:")):
-        destination = f"{destination}?{query}"
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-    options = parse_options(headers, config, limits=svc.settings.limits)
+async def create_schedule(
+    svc: Services,
+    account_id: str,
+    destination: str,
+    options: PublishOptions,
+    body: bytes,
+    ip: str,
+) -> str:
+    """Validate and store a schedule (create, or overwrite the one with the same id); returns
+    its id. Shared by the API and the console."""
     if not options.cron:
         raise InvalidRequest("Upstash-Cron is required to create a schedule")
     now = await svc.scheduler.now()  # the clock the scheduler fires by
     cron = CronSchedule.parse(options.cron, now_ms=now)
-    dest = parse_destination(destination)
-    if dest.url is not None:
-        check_destinations(svc, [dest.url], options)
-    else:
-        check_destinations(svc, [], options)
-        assert dest.group is not None
-        if await svc.storage.get_url_group(account_id, dest.group) is None:
-            raise NotFound(f"URL group {dest.group!r} does not exist")
+    dest = parse_destination(destination.strip())
+    check_destinations(svc, [dest.url] if dest.url else [], options)
+    if dest.group is not None and await svc.storage.get_url_group(account_id, dest.group) is None:
+        raise NotFound(f"URL group {dest.group!r} does not exist")
     schedule_id = options.schedule_id.strip() if options.schedule_id else ids.schedule_id()
     validate_name(schedule_id, "schedule id")
     queue = validate_name(options.queue_name, "queue name") if options.queue_name else None
     existing = await svc.storage.get_schedule(account_id, schedule_id)
     if existing is None and len(await svc.storage.list_schedules(account_id)) >= MAX_SCHEDULES:
-        from homing.errors import QuotaExceeded
-
         raise QuotaExceeded(f"an account may have at most {MAX_SCHEDULES} schedules")
     await svc.storage.upsert_schedule(
         Schedule(
@@ -133,13 +130,26 @@ async def _create(request: Request, svc: Services, account_id: str, destination:
             body=body,
             spec=delivery_spec(options),
             created_ms=existing.created_ms if existing else now,
-            caller_ip=caller_ip(request),
+            caller_ip=ip,
             delay_s=options.delay_s,
             queue_name=queue,
             labels=options.labels,
             flow=options.flow,
             next_fire_ms=cron.next_after(now),
         )
+    )
+    return schedule_id
+
+
+async def _create(request: Request, svc: Services, account_id: str, destination: str) -> Response:
+    body = await read_body(request, svc.settings.max_body_size)
+    query, config = split_query(request)
+    if query and destination.lower().startswith(("http:", "https:")):
+        destination = f"{destination}?{query}"
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+    options = parse_options(headers, config, limits=svc.settings.limits)
+    schedule_id = await create_schedule(
+        svc, account_id, destination, options, body, caller_ip(request)
     )
     return JSON({"scheduleId": schedule_id})
 

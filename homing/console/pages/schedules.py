@@ -18,20 +18,17 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing import ids
 from homing.api.context import Services
 from homing.api.http import JSON, caller_ip
-from homing.api.publish import check_destinations
-from homing.api.schedules import MAX_SCHEDULES, schedule_json
+from homing.api.schedules import create_schedule, schedule_json
 from homing.console.context import Viewer, services
 from homing.console.gate import action, api, page
 from homing.console.masking import mask_url
 from homing.console.respond import confirm_page, confirmed, flash, page_response
 from homing.cron import CronSchedule
 from homing.errors import InvalidRequest, NotFound, QuotaExceeded
-from homing.headers import PublishOptions, parse_options
+from homing.headers import parse_options
 from homing.models import Schedule
-from homing.publish import delivery_spec, parse_destination, validate_name
 
 PREVIEW_FIRES = 5
 FIELDS = (
@@ -88,44 +85,6 @@ def _headers(form: dict[str, str]) -> list[tuple[str, str]]:
             raise InvalidRequest(f"each header line must read 'Name: value', got {line!r}")
         pairs.append(("Upstash-Forward-" + name.strip(), value.strip()))
     return pairs
-
-
-async def create_schedule(
-    svc: Services, account_id: str, destination: str, options: PublishOptions, body: bytes, ip: str
-) -> str:
-    """Validate and store a schedule, as `POST /v2/schedules/<destination>` does."""
-    if not options.cron:
-        raise InvalidRequest("a cron expression is required")
-    now = svc.clock.now_ms()
-    cron = CronSchedule.parse(options.cron, now_ms=now)
-    dest = parse_destination(destination.strip())
-    check_destinations(svc, [dest.url] if dest.url else [], options)
-    if dest.group is not None and await svc.storage.get_url_group(account_id, dest.group) is None:
-        raise NotFound(f"URL group {dest.group!r} does not exist")
-    schedule_id = options.schedule_id.strip() if options.schedule_id else ids.schedule_id()
-    validate_name(schedule_id, "schedule id")
-    queue = validate_name(options.queue_name, "queue name") if options.queue_name else None
-    existing = await svc.storage.get_schedule(account_id, schedule_id)
-    if existing is None and len(await svc.storage.list_schedules(account_id)) >= MAX_SCHEDULES:
-        raise QuotaExceeded(f"an account may have at most {MAX_SCHEDULES} schedules")
-    await svc.storage.upsert_schedule(
-        Schedule(
-            id=schedule_id,
-            account_id=account_id,
-            cron=cron.text,
-            destination=dest.url or dest.group or "",
-            body=body,
-            spec=delivery_spec(options),
-            created_ms=existing.created_ms if existing else now,
-            caller_ip=ip,
-            delay_s=options.delay_s,
-            queue_name=queue,
-            labels=options.labels,
-            flow=options.flow,
-            next_fire_ms=cron.next_after(now),
-        )
-    )
-    return schedule_id
 
 
 @dataclass(frozen=True, slots=True)
