@@ -445,7 +445,7 @@ def table(rows: Sequence[Row]) -> str:
     for name, ls in out_sections:
         text.append(f"[{name}]")
         text += [fmt_line(line) for line in ls]
-    notes = [f"  - {r.name}: {r.note}" for r in rows if r.note]
+    notes = [f"  - [{r.section}] {r.name}: {r.note}" for r in rows if r.note]
     if notes:
         text += ["notes:", *notes]
     return "\n".join(text)

@@ -443,6 +443,7 @@ async def profile(run: Run, ctx: Ctx, backend: Backend) -> dict[str, Any]:
 async def main_async(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     run = Run(args, cfg)
+    info = machine()  # at the start: it fingerprints the Homing source being measured
     selected = [s.strip() for s in args.only.split(",")] if args.only else list(SCENARIOS)
     unknown = set(selected) - set(SCENARIOS) - {"ceilings"}
     if unknown:
@@ -519,7 +520,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "started": datetime.now(UTC).isoformat(),
         "duration_s": time.monotonic() - run.t0,
         "command": " ".join([os.path.basename(PYTHON), "-m", "bench", *sys.argv[1:]]),
-        "machine": machine(),
+        "machine": info,
         "config": asdict(cfg),
         "figures": [r.as_dict() for r in rows],
         "table": text,
