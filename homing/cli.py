@@ -74,6 +74,7 @@ SERVER_OPTIONS = (
     Option("--schedule-grace", "HOMING_SCHEDULE_GRACE", "seconds a missed cron tick may be late and still fire (once)", "3600", "3600", int),
     Option("--metrics-path", "HOMING_METRICS_PATH", "where Prometheus metrics are served; 'off' disables them", "/metrics", "/metrics"),
     Option("--metrics-token", "HOMING_METRICS_TOKEN", "if set, /metrics requires 'Authorization: Bearer <token>'", "-", "-"),
+    Option("--otel-endpoint", "HOMING_OTEL_ENDPOINT", "OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces: export OpenTelemetry spans of publishes and delivery attempts (needs pip install 'homing[otel]')", "-", "-"),
     Option(
         "--allow-unsafe-durability",
         "HOMING_ALLOW_UNSAFE_DURABILITY",
@@ -190,6 +191,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         accounts += operator_accounts(tokens, args.current_signing_key, args.next_signing_key)
     elif not dev:
         raise SystemExit("homing serve: configure a token with --token (or HOMING_TOKEN)")
+    if args.otel_endpoint:
+        from homing.telemetry import endpoint_problem
+
+        if problem := endpoint_problem(args.otel_endpoint):
+            raise SystemExit(f"homing: {problem}")
     metrics_path = args.metrics_path or "/metrics"
     return Settings(
         mode=args.command,
@@ -207,6 +213,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         backoff_scale=getattr(args, "backoff_scale", None) or 1.0,
         metrics_path="" if metrics_path == "off" else metrics_path,
         metrics_token=args.metrics_token,
+        otel_endpoint=args.otel_endpoint or None,
         allow_unsafe_durability=dev or bool(args.allow_unsafe_durability),
         log_format=args.log_format or ("text" if dev else "json"),
     )

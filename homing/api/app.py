@@ -47,6 +47,7 @@ from homing.models import SigningKeys
 from homing.scheduler.loop import Scheduler
 from homing.storage import open_storage
 from homing.storage.base import Storage
+from homing.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,11 @@ def create_app(
             ),
         )
         scheduler = Scheduler(store, clock, grace_ms=settings.schedule_grace_ms, metrics=registry)
+        telemetry: Telemetry | None = None
         try:
+            telemetry = engine.telemetry = Telemetry.from_settings(
+                settings.otel_endpoint, node_id=engine.node_id
+            )
             await seed_accounts(store, settings, clock.now_ms())
             await sender.start()
             await engine.recover()
@@ -215,12 +220,15 @@ def create_app(
                 policy=DestinationPolicy(allow_private=settings.allow_private_destinations),
                 scheduler=scheduler,
                 metrics=registry,
+                telemetry=telemetry,
             )
             app.state.services = services
             yield {"services": services}
         finally:
             await scheduler.stop()
             await engine.stop()
+            if telemetry is not None:
+                await telemetry.aclose()
             await sender.close()
             await store.close()
 

@@ -15,6 +15,7 @@ from homing.metrics import Metrics
 from homing.models import Principal
 from homing.scheduler.loop import Scheduler
 from homing.storage.base import Storage
+from homing.telemetry import Telemetry
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Services:
     policy: DestinationPolicy
     scheduler: Scheduler
     metrics: Metrics
+    telemetry: Telemetry | None = None
 
     async def principal(self, request: Request, *, write: bool) -> Principal:
         """Who is calling, from `Authorization: Bearer` or `?qstash_token=` (spec 1.2)."""

@@ -109,6 +109,7 @@ def _raw_headers(request: Request) -> list[tuple[str, str]]:
 
 
 async def _publish(request: Request, destination: str, queue: str | None) -> Response:
+    started_ns = time.time_ns()
     svc, account_id = await account(request)
     body = await read_body(request, svc.settings.max_body_size)
     query, config = split_query(request)
@@ -127,7 +128,18 @@ async def _publish(request: Request, destination: str, queue: str | None) -> Res
         now_ms=now,
     )
     results = await store(svc, account_id, prepared.messages, now)
-    return JSON(_shape(prepared, results), status_code=_status(results))
+    status = _status(results)
+    if svc.telemetry is not None:
+        svc.telemetry.published(
+            trace=prepared.messages[0].spec.trace,
+            account=account_id,
+            message_ids=[r.message_id for r in results],
+            destination=destination,
+            start_ns=started_ns,
+            end_ns=time.time_ns(),
+            status=status,
+        )
+    return JSON(_shape(prepared, results), status_code=status)
 
 
 async def publish(request: Request) -> Response:
@@ -172,6 +184,7 @@ def _batch_item(item: Any, index: int) -> tuple[str, list[tuple[str, str]], byte
 
 async def batch(request: Request) -> Response:
     svc, account_id = await account(request)
+    started_ns = time.time_ns()
     items = await read_json(request, svc.settings.max_batch_size)
     if not isinstance(items, list) or not items:
         raise InvalidRequest("the batch body must be a non-empty JSON array of messages")
@@ -209,4 +222,14 @@ async def batch(request: Request) -> Response:
         mine = results[position : position + len(p.messages)]
         position += len(p.messages)
         out.append(_shape(p, mine))
+        if svc.telemetry is not None:
+            svc.telemetry.published(
+                trace=p.messages[0].spec.trace,
+                account=account_id,
+                message_ids=[r.message_id for r in mine],
+                destination=p.messages[0].topic_name or p.messages[0].url,
+                start_ns=started_ns,
+                end_ns=time.time_ns(),
+                status=_status(mine),
+            )
     return JSON(out, status_code=_status(results))

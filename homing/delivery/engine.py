@@ -28,6 +28,7 @@ from homing.delivery.sender import Sender
 from homing.metrics import Metrics
 from homing.models import AttemptOutcome, Claimed, OutcomeKind, SigningKeys
 from homing.storage.base import Storage
+from homing.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,14 @@ class DeliveryEngine:
         settings: EngineSettings = EngineSettings(),
         node_id: str | None = None,
         metrics: Metrics | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.storage = storage
         self.sender = sender
         self.clock = clock
         self.settings = settings
         self.metrics = metrics
+        self.telemetry = telemetry
         self.node_id = node_id or "node_" + secrets.token_hex(6)
         self.keys = KeyCache(storage.signing_keys)
         self._dlq_ids = ids.DlqIdSource()
@@ -212,6 +215,7 @@ class DeliveryEngine:
     async def _attempt(self, claim: Claimed) -> None:
         message = claim.message
         started = time.monotonic()
+        started_ns = time.time_ns()
         try:
             key = await self.keys.current(message.account_id)
             response = await self.sender.send(message, key)
@@ -237,6 +241,20 @@ class DeliveryEngine:
             _log_failure(message.id, decision)
         if self.metrics is not None:
             self.metrics.record_attempt(message, decision, time.monotonic() - started)
+        if self.telemetry is not None:
+            self.telemetry.attempt(
+                trace=message.spec.trace,
+                message_id=message.id,
+                account=message.account_id,
+                url=message.url,
+                attempt=message.attempts + 1,
+                start_ns=started_ns,
+                end_ns=time.time_ns(),
+                status=decision.response.status,
+                error=decision.response.error,
+                outcome=decision.kind,
+                kind=message.spec.kind,
+            )
         self._pending.append(decision)
         self._pending_ready.set()
 
