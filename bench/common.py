@@ -107,6 +107,15 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
     return (utime + stime) / _CLOCK_TICKS
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time so far of every thread of a process, by thread id."""
+    out: dict[int, float] = {}
+    for entry in os.scandir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError, ValueError):
+            out[int(entry.name)] = cpu_seconds(pid, int(entry.name))
+    return out
+
+
 def dir_size(path: str) -> dict[str, Any]:
     """Apparent and allocated size of every file under `path`, plus a per-file breakdown."""
     apparent = allocated = 0

@@ -139,6 +139,13 @@ def summarize(path: Path, *, top: int = 25) -> dict[str, Any]:
 
 def render(summary: dict[str, Any], *, top: int = 15) -> str:
     out = [f"profile {summary['file']}: {summary['samples']} samples of busy threads"]
+    if summary.get("thread_cpu"):
+        out.append("  CPU per thread (kernel accounting, /proc):")
+        for row in summary["thread_cpu"]:
+            out.append(
+                f"    {row['share'] * 100:5.1f}%  {row['thread']} "
+                f"({row['cpu_s']:.1f} s, {row['cores']:.2f} cores)"
+            )
     for title, key in (
         ("by thread", "threads"),
         ("by subsystem", "subsystems"),

@@ -37,7 +37,7 @@ import orjson
 import uvloop
 
 from bench import report, scenarios
-from bench.common import CpuWatch, dir_size, wait_until_quiet
+from bench.common import CpuWatch, dir_size, thread_cpu_seconds, wait_until_quiet
 from bench.procs import (
     PYTHON,
     Child,
@@ -412,6 +412,8 @@ async def profile(run: Run, ctx: Ctx, backend: Backend) -> dict[str, Any]:
                 "--format",
                 "raw",
                 "--threads",
+                # Only the thread holding the GIL: samples are then Python CPU, not GIL waits.
+                "--gil",
                 "--nonblocking",
                 "--output",
                 str(path),
@@ -422,7 +424,9 @@ async def profile(run: Run, ctx: Ctx, backend: Backend) -> dict[str, Any]:
             await run.quiet()
             await spy.start()
             await asyncio.sleep(1.0)  # let py-spy attach before the load starts
+            before, t0 = thread_cpu_seconds(homing.pid), time.monotonic()
             result = await RUNNERS[name](ctx, homing, 99)
+            after, wall = thread_cpu_seconds(homing.pid), time.monotonic() - t0
             assert spy.proc is not None
             spy.proc.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
             await asyncio.wait_for(spy.proc.wait(), 30)
@@ -434,10 +438,39 @@ async def profile(run: Run, ctx: Ctx, backend: Backend) -> dict[str, Any]:
             out[name] = {"skipped": "py-spy wrote nothing:\n" + spy.log_tail()}
             continue
         summary = summarize(path, top=30)
+        # py-spy counts a thread waiting for the GIL as busy; the kernel's per-thread CPU time
+        # says how much CPU each thread really used.
+        summary["thread_cpu"] = thread_cpu_shares(path, before, after, wall)
         summary["run"] = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
         out[name] = summary
         run.log(f"profile of {name} written to {path}\n" + render(summary, top=15))
     return out
+
+
+def thread_cpu_shares(
+    profile_path: Path, before: dict[int, float], after: dict[int, float], wall: float
+) -> list[dict[str, Any]]:
+    """Per-thread CPU from /proc over the profiled run, named from the profile's thread ids."""
+    names: dict[int, str] = {}
+    for line in profile_path.read_text(errors="replace").splitlines():
+        head = line.split(";", 1)[0]
+        if head.startswith("thread (") and "): " in head:
+            tid_text, _, name = head[len("thread (") :].partition("): ")
+            with contextlib.suppress(ValueError):
+                names[int(tid_text, 0)] = name.strip()
+    used = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    total = sum(used.values()) or 1.0
+    rows = [
+        {
+            "thread": names.get(tid, f"tid {tid}"),
+            "cpu_s": cpu,
+            "cores": cpu / wall,
+            "share": cpu / total,
+        }
+        for tid, cpu in sorted(used.items(), key=lambda kv: -kv[1])
+        if cpu > 0.01
+    ]
+    return rows
 
 
 async def main_async(args: argparse.Namespace) -> int:

@@ -220,11 +220,24 @@ def _refusal(url: str, what: str) -> ForbiddenDestination:
 class DestinationPolicy:
     """The static destination check, run at publish time and before every attempt/redirect hop."""
 
+    _CACHE_SIZE = 4096
+
     def __init__(self, *, allow_private: bool) -> None:
         self.allow_private = allow_private
+        # URLs that passed: the check is a pure function of the string and runs at every publish
+        # and every attempt, while most traffic goes to a handful of URLs. Refusals are not kept.
+        self._passed: set[str] = set()
 
     def check_url(self, url: str) -> None:
         """Raise `InvalidRequest` for malformed URLs, `ForbiddenDestination` for refused ones."""
+        if url in self._passed:
+            return
+        self._check(url)
+        if len(self._passed) >= self._CACHE_SIZE:
+            self._passed.clear()
+        self._passed.add(url)
+
+    def _check(self, url: str) -> None:
         parsed = parse_destination_url(url)
         if self.allow_private:
             return

@@ -6,6 +6,7 @@ that describe the store (messages by state, queue depth and lag) are read when s
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -16,6 +17,7 @@ from homing.storage.base import Storage
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+@functools.lru_cache(maxsize=4096)  # per message, and most traffic goes to a few URLs
 def _host(url: str) -> str:
     try:
         return urlsplit(url).hostname or ""

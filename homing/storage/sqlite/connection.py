@@ -146,6 +146,12 @@ class Writer:
             return [(False, failure) for _ in batch]
 
 
+def open_reader(path: str) -> sqlite3.Connection:
+    conn = connect(path, synchronous="NORMAL")
+    conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
 class Readers:
     """A small pool of read-only connections (WAL lets them read while the writer writes)."""
 
@@ -159,8 +165,7 @@ class Readers:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self._path, synchronous="NORMAL")
-            conn.execute("PRAGMA query_only=ON")
+            conn = open_reader(self._path)
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
