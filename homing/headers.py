@@ -7,6 +7,7 @@ a header wins over a query parameter of the same name.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ MAX_FORWARDED_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
 
 
+@functools.lru_cache(maxsize=1024)  # every response header of every attempt goes through here
 def canonical(name: str) -> str:
     """`content-type` -> `Content-Type` (MIME canonical form, as QStash returns names)."""
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
@@ -193,6 +195,8 @@ class _Config:
 
 def _callback(cfg: _Config, prefix: str, label: str, limits: Limits) -> CallbackSpec | None:
     """The callback (prefix `upstash-callback`) or failure callback of a message."""
+    if not any(name.startswith(prefix) for name in cfg.values):
+        return None  # the common case: no header of this callback at all
     url = cfg.get(prefix)
     headers: Headers = {}
     for name, value in cfg.order:

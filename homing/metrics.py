@@ -27,6 +27,7 @@ def _host(url: str) -> str:
 
 class Metrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[object, ...], Counter] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.published = Counter(
@@ -86,20 +87,31 @@ class Metrics:
 
     def record_publish(self, account: str, urls: list[str]) -> None:
         for url in urls:
-            self.published.labels(account, _host(url)).inc()
+            self._child(self.published, account, url).inc()
 
     def record_attempt(self, message: Message, outcome: AttemptOutcome, duration_s: float) -> None:
-        host = _host(message.url)
-        self.attempts.labels(message.account_id, host, outcome.kind.value).inc()
+        account, url = message.account_id, message.url
+        self._child(self.attempts, account, url, outcome.kind.value).inc()
         self.attempt_duration.observe(duration_s)
         if outcome.kind is OutcomeKind.DELIVERED:
-            self.delivered.labels(message.account_id, host).inc()
+            self._child(self.delivered, account, url).inc()
             due = message.due_ms or message.not_before_ms
             self.latency.observe(max(0, outcome.finished_ms - due) / 1000)
         elif outcome.kind is OutcomeKind.RETRY:
-            self.retried.labels(message.account_id, host).inc()
+            self._child(self.retried, account, url).inc()
         else:
-            self.dead_lettered.labels(message.account_id, host).inc()
+            self._child(self.dead_lettered, account, url).inc()
+
+    def _child(self, metric: Counter, account: str, url: str, *more: str) -> Counter:
+        """The labelled counter for (account, host of url, ...), remembered: this runs several
+        times per message and `labels()` parses nothing but still costs a lock and a tuple."""
+        key = (id(metric), account, url, *more)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= 10_000:
+                self._children.clear()
+            child = self._children[key] = metric.labels(account, _host(url), *more)
+        return child
 
     async def render(self, storage: Storage) -> bytes:
         """Refresh the store gauges, then the Prometheus text exposition."""

@@ -31,7 +31,7 @@ from homing.api import (
     url_groups,
 )
 from homing.api.context import Services
-from homing.api.errors import EXCEPTION_HANDLERS
+from homing.api.errors import EXCEPTION_HANDLERS, homing_error
 from homing.api.http import JSON
 from homing.api.openapi import openapi_document
 from homing.clock import Clock, SystemClock
@@ -41,7 +41,7 @@ from homing.delivery.engine import DeliveryEngine, EngineSettings
 from homing.delivery.outcome import Policy
 from homing.delivery.sender import Sender
 from homing.destinations import DestinationPolicy, ResolveFunc
-from homing.errors import StorageUnavailable
+from homing.errors import HomingError, StorageUnavailable
 from homing.metrics import Metrics
 from homing.models import SigningKeys
 from homing.scheduler.loop import Scheduler
@@ -55,8 +55,15 @@ log = logging.getLogger(__name__)
 _DESTINATION_PREFIXES = ("/v2/publish/", "/v2/enqueue/", "/v2/schedules/")
 
 
-class TrailingSlash:
-    """`/v2/queues/` means `/v2/queues` (spec 1.1), except inside a destination."""
+class Entry:
+    """What every request passes first.
+
+    * `/v2/queues/` means `/v2/queues` (spec 1.1), except inside a destination.
+    * `POST /v2/publish/...` goes straight to its handler: it is most of the traffic, and
+      routing it through the router's and exception middleware's layers cost about a tenth of
+      its CPU. Its errors are mapped by the same handler as everywhere else; anything
+      unexpected still reaches the server-error middleware (a JSON 500).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,6 +71,14 @@ class TrailingSlash:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
+            if scope["method"] == "POST" and path.startswith("/v2/publish/"):
+                request = Request(scope, receive)
+                try:
+                    response = await publish.publish(request)
+                except HomingError as exc:
+                    response = await homing_error(request, exc)
+                await response(scope, receive, send)
+                return
             if path == "/console":  # the console's home, without a redirect hop
                 scope = dict(scope, path="/console/")
             if len(path) > 4 and path.endswith("/") and path.startswith("/v2/"):
@@ -236,5 +251,5 @@ def create_app(
     if settings.metrics_path:
         routes.append(Route(settings.metrics_path, metrics, methods=["GET"]))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    app.add_middleware(TrailingSlash)
+    app.add_middleware(Entry)
     return app

@@ -136,6 +136,82 @@ _KEYS = {
     "required": ["current", "next"],
     "properties": {"current": {"type": "string"}, "next": {"type": "string"}},
 }
+_SCHEDULE = {
+    "type": "object",
+    "required": ["scheduleId", "cron", "destination", "createdAt", "method", "retries", "isPaused"],
+    "properties": {
+        "scheduleId": {"type": "string"},
+        "cron": {"type": "string"},
+        "destination": {"type": "string"},
+        "createdAt": {"type": "integer"},
+        "method": {"type": "string"},
+        "retries": {"type": "integer"},
+        "isPaused": {"type": "boolean"},
+        "header": _HEADERS,
+        "body": {"type": "string"},
+        "bodyBase64": {"type": "string"},
+        "delay": {"type": "integer", "description": "seconds"},
+        "timeout": {"type": "integer", "description": "seconds"},
+        "callback": {"type": "string"},
+        "callbackHeader": _HEADERS,
+        "failureCallback": {"type": "string"},
+        "failureCallbackHeader": _HEADERS,
+        "queueName": {"type": "string"},
+        "flowControlKey": {"type": "string"},
+        "parallelism": {"type": "integer"},
+        "rate": {"type": "integer"},
+        "period": {"type": "integer"},
+        "retryDelayExpression": {"type": "string"},
+        "label": {"type": "string"},
+        "labels": {"type": "array", "items": {"type": "string"}},
+        "callerIP": {"type": "string"},
+        "callerIp": {"type": "string"},
+        "lastScheduleTime": {"type": "integer"},
+        "nextScheduleTime": {"type": "integer"},
+        "lastScheduleStates": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "enum": ["IN_PROGRESS", "SUCCESS", "FAIL"]},
+        },
+        "error": {"type": "string"},
+    },
+}
+_FLOW_KEY = {
+    "type": "object",
+    "required": [
+        "flowControlKey",
+        "waitListSize",
+        "parallelismMax",
+        "parallelismCount",
+        "rateMax",
+        "rateCount",
+        "ratePeriod",
+        "ratePeriodStart",
+        "isPaused",
+        "isPinnedParallelism",
+        "isPinnedRate",
+    ],
+    "properties": {
+        "flowControlKey": {"type": "string"},
+        "waitListSize": {"type": "integer"},
+        "parallelismMax": {"type": "integer", "description": "0 when not configured"},
+        "parallelismCount": {"type": "integer"},
+        "rateMax": {"type": "integer", "description": "0 when not configured"},
+        "rateCount": {"type": "integer"},
+        "ratePeriod": {"type": "integer", "description": "seconds"},
+        "ratePeriodStart": {"type": "integer", "description": "Unix seconds"},
+        "isPaused": {"type": "boolean"},
+        "isPinnedParallelism": {"type": "boolean"},
+        "isPinnedRate": {"type": "boolean"},
+    },
+}
+_GLOBAL_PARALLELISM = {
+    "type": "object",
+    "required": ["parallelismMax", "parallelismCount"],
+    "properties": {
+        "parallelismMax": {"type": "integer"},
+        "parallelismCount": {"type": "integer"},
+    },
+}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -155,7 +231,44 @@ def _query(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema or {"type": "string"}}
 
 
+def _header(
+    name: str, schema: dict[str, Any] | None = None, *, required: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": required,
+        "schema": schema or {"type": "string"},
+    }
+
+
 _PAGING = [_query("cursor"), _query("count", {"type": "integer", "minimum": 1})]
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]+$"}
+# The message configuration headers a schedule stores as the template of what it publishes
+# (spec 4.1). `Upstash-Forward-<Name>` and `Upstash-Callback-Forward-<Name>` are accepted too;
+# a pattern of header names cannot be written as an OpenAPI parameter.
+_SCHEDULE_HEADERS = [
+    _header("Upstash-Cron", required=True),
+    _header("Upstash-Schedule-Id", _NAME),
+    _header("Upstash-Queue-Name", _NAME),
+    _header(
+        "Upstash-Method", {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]}
+    ),
+    _header("Upstash-Retries", {"type": "integer", "minimum": 0}),
+    _header("Upstash-Retry-Delay"),
+    _header("Upstash-Delay"),
+    _header("Upstash-Timeout"),
+    _header("Upstash-Callback"),
+    _header("Upstash-Failure-Callback"),
+    _header("Upstash-Label"),
+    _header("Upstash-Flow-Control-Key"),
+    _header("Upstash-Flow-Control-Value"),
+    _header("Upstash-Redact-Fields"),
+]
+_FLOW_PIN = [
+    _query(name, {"type": "integer", "minimum": 1}) for name in ("parallelism", "rate")
+] + [_query("period", {"type": "integer", "minimum": 1, "maximum": 7 * 86400})]
+_FLOW_UNPIN = [_query(name, {"type": "boolean"}) for name in ("parallelism", "rate")]
 
 
 @cache
@@ -363,6 +476,20 @@ def openapi_document() -> dict[str, Any]:
                 parameters=[_path_param("queueName")],
             ),
         },
+        "/v2/queues/{queueName}/pause": {
+            "post": _op(
+                "Pause a queue: it still accepts messages but starts no deliveries",
+                {"200": _json({"type": "object"}), "404": _ERROR},
+                parameters=[_path_param("queueName")],
+            ),
+        },
+        "/v2/queues/{queueName}/resume": {
+            "post": _op(
+                "Resume a paused queue",
+                {"200": _json({"type": "object"}), "404": _ERROR},
+                parameters=[_path_param("queueName")],
+            ),
+        },
         "/v2/topics": {
             "get": _op("List URL groups", {"200": _json({"type": "array", "items": _GROUP})})
         },
@@ -389,6 +516,86 @@ def openapi_document() -> dict[str, Any]:
                 {"200": _json({"type": "object"}), "404": _ERROR},
                 parameters=[_path_param("urlGroupName")],
             ),
+        },
+        "/v2/schedules/{destination}": {
+            "post": _op(
+                "Create a schedule, or overwrite the one named by Upstash-Schedule-Id",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["scheduleId"],
+                            "properties": {"scheduleId": {"type": "string"}},
+                        }
+                    ),
+                    "404": _ERROR,
+                    "412": _ERROR,
+                    "413": _ERROR,
+                },
+                parameters=[_path_param("destination"), *_SCHEDULE_HEADERS],
+                requestBody={"content": {"*/*": {"schema": {"type": "string"}}}},
+            )
+        },
+        "/v2/schedules": {
+            "get": _op("List schedules", {"200": _json({"type": "array", "items": _SCHEDULE})})
+        },
+        "/v2/schedules/{scheduleId}": {
+            "get": _op(
+                "Get a schedule",
+                {"200": _json(_SCHEDULE), "404": _ERROR},
+                parameters=[_path_param("scheduleId")],
+            ),
+            "delete": _op(
+                "Delete a schedule",
+                {"200": _json({"type": "object"})},
+                parameters=[_path_param("scheduleId")],
+            ),
+        },
+        **{
+            f"/v2/schedules/{{scheduleId}}/{action}": {
+                method: _op(
+                    f"{action.capitalize()} a schedule"
+                    + (" (POST is accepted as well as PATCH)" if method == "post" else ""),
+                    {"200": _json({"type": "object"}), "404": _ERROR},
+                    parameters=[_path_param("scheduleId")],
+                )
+                for method in ("patch", "post")
+            }
+            for action in ("pause", "resume")
+        },
+        "/v2/flowControl": {
+            "get": _op(
+                "List flow-control keys",
+                {"200": _json({"type": "array", "items": _FLOW_KEY})},
+                parameters=[_query("search")],
+            )
+        },
+        "/v2/flowControl/{flowControlKey}": {
+            "get": _op(
+                "Get a flow-control key",
+                {"200": _json(_FLOW_KEY), "404": _ERROR},
+                parameters=[_path_param("flowControlKey")],
+            )
+        },
+        **{
+            f"/v2/flowControl/{{flowControlKey}}/{action}": {
+                "post": _op(
+                    summary,
+                    {"200": _json({"type": "object"}), "404": _ERROR},
+                    parameters=[_path_param("flowControlKey"), *query],
+                )
+            }
+            for action, summary, query in (
+                ("pause", "Pause a flow-control key", []),
+                ("resume", "Resume a flow-control key", []),
+                ("pin", "Pin a key's parallelism and/or rate", _FLOW_PIN),
+                ("unpin", "Unpin a key's parallelism and/or rate", _FLOW_UNPIN),
+                ("resetRate", "Reset a key's rate window", []),
+                ("reset", "Reset a key's rate window (legacy name of resetRate)", []),
+            )
+        },
+        "/v2/globalParallelism": {
+            "get": _op("Get the global parallelism", {"200": _json(_GLOBAL_PARALLELISM)})
         },
     }
     return {

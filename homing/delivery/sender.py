@@ -47,6 +47,7 @@ class Sender:
         self._max_response_bytes = max_response_bytes
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
 
     async def start(self) -> None:
         allow_private, resolve = self._resolver_args
@@ -88,6 +89,16 @@ class Sender:
             headers["Upstash-Schedule-Id"] = message.schedule_id
         return headers
 
+    def _url(self, url: str) -> URL:
+        """The wire form of a destination, kept: parsing it costs more than a dict lookup and
+        most attempts go to a few URLs."""
+        found = self._urls.get(url)
+        if found is None:
+            if len(self._urls) >= 4096:
+                self._urls.clear()
+            found = self._urls[url] = URL(_ascii_target(url), encoded=True)
+        return found
+
     async def send(self, message: Message, signing_key: str) -> Response:
         """Make the attempt; never raises for anything the destination does."""
         timeout = min(message.spec.timeout_s or self._max_timeout_s, self._max_timeout_s)
@@ -111,7 +122,7 @@ class Sender:
             signature = signing.sign(key=signing_key, url=url, body=body, now_s=int(time.time()))
             async with self._session.request(
                 method,
-                URL(_ascii_target(url), encoded=True),
+                self._url(url),
                 data=body if body else None,
                 headers=self._headers(message, signature),
                 allow_redirects=False,

@@ -8,7 +8,6 @@ listeners after commit.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import hashlib
 import os
@@ -53,6 +52,10 @@ COLUMNS = (
     "cancel_requested, dlq_id, dlq_ms, last_response, final_ms"
 )
 M_COLUMNS = ", ".join("m." + c.strip() for c in COLUMNS.split(","))
+# Publishes of up to this many messages are written on the event-loop thread (see
+# connection.py); larger batches go to the writer thread so that they never stall the loop.
+INLINE_INSERT_LIMIT = 100
+
 CLAIM = (
     "UPDATE messages SET state = 'active', lease_owner = ?, lease_until = ?, lease_token = ? "
     "WHERE seq IN ({seqs}) RETURNING " + COLUMNS
@@ -119,7 +122,7 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         os.makedirs(self._folder, exist_ok=True)
         if self._exclusive:
             self._lock()
-        self._writer.start(asyncio.get_running_loop())
+        await self._writer.start()
         await self._writer.call(self._migrate)
         self._readers = Readers(self.path)
         self._inline = open_reader(self.path)
@@ -139,7 +142,7 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
             ) from None
 
     async def close(self) -> None:
-        self._writer.stop()
+        await self._writer.stop()
         if self._readers is not None:
             self._readers.close()
             self._readers = None
@@ -408,7 +411,8 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         self, messages: Sequence[NewMessage], *, now_ms: int, dedup_window_ms: int
     ) -> list[InsertResult]:
         results, earliest = await self._writer.call(
-            lambda conn: self._insert(conn, messages, now_ms, dedup_window_ms)
+            lambda conn: self._insert(conn, messages, now_ms, dedup_window_ms),
+            inline=len(messages) <= INLINE_INSERT_LIMIT,
         )
         if earliest is not None:
             self._wake(earliest)
@@ -508,7 +512,7 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
     ) -> list[Claimed]:
         token = secrets.randbits(62)
         rows = await self._writer.call(
-            lambda conn: self._claim(conn, now_ms, limit, node_id, lease_ms, token)
+            lambda conn: self._claim(conn, now_ms, limit, node_id, lease_ms, token), inline=True
         )
         return [Claimed(_message(row), token) for row in rows]
 
@@ -595,7 +599,7 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         def run(conn: sqlite3.Connection) -> list[tuple[bool, int | None]]:
             return [self._record(conn, o) for o in outcomes]
 
-        results = await self._writer.call(run)
+        results = await self._writer.call(run, inline=True)
         dues = [due for _, due in results if due is not None]
         if dues:
             self._wake(min(dues))
