@@ -13,7 +13,10 @@ from typing import Protocol
 
 class Clock(Protocol):
     def now_ms(self) -> int:
-        """Wall-clock time in Unix milliseconds."""
+        """Wall-clock time in Unix milliseconds (rounded down)."""
+
+    def now_ms_ceil(self) -> int:
+        """The same, rounded up: the first millisecond that is not before now."""
 
     async def sleep_until(self, when_ms: int, wake: asyncio.Event) -> None:
         """Return at `when_ms`, or earlier as soon as `wake` is set."""
@@ -22,6 +25,9 @@ class Clock(Protocol):
 class SystemClock:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
+
+    def now_ms_ceil(self) -> int:
+        return -(-time.time_ns() // 1_000_000)
 
     async def sleep_until(self, when_ms: int, wake: asyncio.Event) -> None:
         delay = (when_ms - self.now_ms()) / 1000
@@ -44,6 +50,9 @@ class ManualClock:
         self._moved = asyncio.Event()
 
     def now_ms(self) -> int:
+        return self._now
+
+    def now_ms_ceil(self) -> int:
         return self._now
 
     def set(self, now_ms: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
@@ -28,6 +28,7 @@ class Services:
     scheduler: Scheduler
     metrics: Metrics
     telemetry: Telemetry | None = None
+    known_queues: set[tuple[str, str]] = field(default_factory=set)  # see queues.check_quota
 
     async def principal(self, request: Request, *, write: bool) -> Principal:
         """Who is calling, from `Authorization: Bearer` or `?qstash_token=` (spec 1.2)."""

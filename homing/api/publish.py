@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from homing import ids
+from homing.api import queues
 from homing.api.context import Services, account
 from homing.api.http import JSON, caller_ip, path_remainder, read_body, read_json, split_query
 from homing.errors import InvalidRequest, NotFound, PayloadTooLarge
@@ -51,6 +52,10 @@ async def prepare(
 ) -> Prepared:
     dest = parse_destination(destination)
     options = parse_options(headers, config, limits=svc.settings.limits)
+    if options.delay_s and options.not_before_s is None:
+        # The delay counts from the moment the request arrived, which a millisecond clock
+        # rounded down would place up to 1 ms too early: "2 s later" must never be 1.9995 s.
+        now_ms = max(now_ms, svc.clock.now_ms_ceil())
     if dest.url is not None:
         targets = [Endpoint(dest.url)]
     else:
@@ -116,6 +121,8 @@ async def _publish(request: Request, destination: str, queue: str | None) -> Res
     if query and destination.lower().startswith(("http:", "https:")):
         destination = f"{destination}?{query}"
     now = svc.clock.now_ms()
+    if queue is not None:
+        await queues.check_quota(svc, account_id, [queue])
     prepared = await prepare(
         svc,
         account_id,
@@ -214,6 +221,9 @@ async def batch(request: Request) -> Response:
             )
         except InvalidRequest as exc:
             raise type(exc)(f"batch item {index}: {exc.message}") from None
+    await queues.check_quota(
+        svc, account_id, {m.queue_name for p in prepared for m in p.messages if m.queue_name}
+    )
     every = [m for p in prepared for m in p.messages]
     results = await store(svc, account_id, every, now)
     out: list[Any] = []

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from homing.api import views
-from homing.api.context import account
+from homing.api.context import Services, account
 from homing.api.http import JSON, read_json
 from homing.errors import InvalidRequest, NotFound, QuotaExceeded
 from homing.publish import validate_name
 
 MAX_PARALLELISM = 1000
 MAX_QUEUES = 1000
+
+
+async def check_quota(svc: Services, account_id: str, names: Iterable[str]) -> None:
+    """Refuse queues that would take the account past its quota; enqueue and batch create
+    queues as well as upsert.
+
+    Queues known to exist are remembered (per process), so only a request naming a queue not
+    seen before pays for the check. A queue deleted and re-created by an enqueue skips it, which
+    at worst lets an account briefly hold a few more queues than the quota.
+    """
+    unknown = {name for name in names if (account_id, name) not in svc.known_queues}
+    if not unknown:
+        return
+    existing = {q.name for q in await svc.storage.list_queues(account_id)}
+    if len(existing | unknown) > MAX_QUEUES:
+        raise QuotaExceeded(f"an account may have at most {MAX_QUEUES} queues")
+    if len(svc.known_queues) >= 100_000:
+        svc.known_queues.clear()
+    svc.known_queues.update((account_id, name) for name in unknown)
 
 
 async def upsert(request: Request) -> Response:
@@ -34,11 +55,7 @@ async def upsert(request: Request) -> Response:
     paused = body.get("paused", False)
     if not isinstance(paused, bool):
         raise InvalidRequest("paused must be true or false")
-    if (
-        await svc.storage.get_queue(account_id, name) is None
-        and len(await svc.storage.list_queues(account_id)) >= MAX_QUEUES
-    ):
-        raise QuotaExceeded(f"an account may have at most {MAX_QUEUES} queues")
+    await check_quota(svc, account_id, [name])
     await svc.storage.upsert_queue(
         account_id, name, parallelism=parallelism, paused=paused, now_ms=svc.clock.now_ms()
     )

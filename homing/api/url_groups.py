@@ -14,6 +14,7 @@ from homing.errors import InvalidRequest, NotFound, QuotaExceeded
 from homing.publish import Endpoint, parse_destination, validate_name
 
 MAX_ENDPOINTS = 100
+MAX_GROUPS = 1000
 
 
 def _endpoints(body: Any, *, need_url: bool) -> list[Endpoint]:
@@ -62,6 +63,8 @@ async def upsert_endpoints(request: Request) -> Response:
     existing = await svc.storage.get_url_group(account_id, group)
     if _merged_count(list(existing.endpoints) if existing else [], endpoints) > MAX_ENDPOINTS:
         raise QuotaExceeded(f"a URL group holds at most {MAX_ENDPOINTS} endpoints")
+    if existing is None and len(await svc.storage.list_url_groups(account_id)) >= MAX_GROUPS:
+        raise QuotaExceeded(f"an account may have at most {MAX_GROUPS} URL groups")
     await svc.storage.upsert_endpoints(account_id, group, endpoints, now_ms=svc.clock.now_ms())
     return JSON({})
 

@@ -64,6 +64,9 @@ class Sender:
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+            # No aiohttp timeouts: `send` puts one deadline around the whole attempt, and
+            # aiohttp's default (300 s total) would cut an allowed 15-minute timeout short.
+            timeout=aiohttp.ClientTimeout(),
         )
 
     async def close(self) -> None:

@@ -203,6 +203,31 @@ def test_an_account_holds_at_most_1000_queues(server: RunningServer) -> None:
     assert http.get("/v2/queues/q7").json()["parallelism"] == 2
 
 
+def test_enqueue_and_batch_cannot_create_queues_past_the_quota(server: RunningServer) -> None:
+    """The quota holds however a queue comes into being: a batch that would pass it is refused
+    whole (nothing stored), and so is an enqueue into a 1001st queue."""
+    http = api(server)
+
+    def item(queue: str) -> dict[str, Any]:
+        return {
+            "destination": "http://127.0.0.1:9/x",
+            "queue": queue,
+            "headers": {"Upstash-Delay": "1h"},
+        }
+
+    too_many = http.post("/v2/batch", json=[item(f"q{i}") for i in range(1001)])
+    assert too_many.status_code == 412, too_many.text
+    assert http.get("/v2/queues").json() == []
+    assert http.post("/v2/batch", json=[item(f"q{i}") for i in range(1000)]).status_code == 201
+    refused = http.post(
+        "/v2/enqueue/one-too-many/http://127.0.0.1:9/x", headers={"Upstash-Delay": "1h"}
+    )
+    assert refused.status_code == 412, refused.text
+    assert http.get("/v2/queues/one-too-many").status_code == 404
+    # Existing queues still take messages.
+    assert http.post("/v2/enqueue/q7/http://127.0.0.1:9/x").status_code == 201
+
+
 def test_sdk_upsert_with_parallelism_0_raises(client: QStash) -> None:
     with pytest.raises(QStashError, match="400"):
         client.queue.upsert("zero", parallelism=0)

@@ -280,3 +280,20 @@ def test_a_group_holds_at_most_100_endpoints(server: RunningServer) -> None:
     too_many = [{"url": nowhere(f"/n{i}")} for i in range(101)]
     assert http.post("/v2/topics/new/endpoints", json={"endpoints": too_many}).status_code == 412
     assert http.get("/v2/topics/new").status_code == 404
+
+
+def test_an_account_holds_at_most_1000_url_groups(server: RunningServer) -> None:
+    """Spec 14: a 1001st group is refused with 412; existing groups can still be changed."""
+    http = api(server)
+    for i in range(1000):
+        created = http.post(
+            f"/v2/topics/g{i}/endpoints", json={"endpoints": [{"url": nowhere("/e")}]}
+        )
+        assert created.status_code == 200, created.text
+    refused = http.post(
+        "/v2/topics/one-too-many/endpoints", json={"endpoints": [{"url": nowhere("/e")}]}
+    )
+    assert refused.status_code == 412, refused.text
+    assert http.get("/v2/topics/one-too-many").status_code == 404
+    more = http.post("/v2/topics/g7/endpoints", json={"endpoints": [{"url": nowhere("/2")}]})
+    assert more.status_code == 200
