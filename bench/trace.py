@@ -8,7 +8,8 @@ Homing's internals before the server starts and writes timings to a JSON file at
       run     its own function inside the transaction
       commit  end of its function -> end of the whole batch (other ops + COMMIT)
       back    end of the batch -> the awaiting coroutine resumes (thread -> loop hand-off)
-  * writer batches: size and duration,
+  * writer batches: size and duration, and each hop to the writer thread (BEGIN, COMMIT,
+    operations too large to run on the event loop),
   * SQLite reader calls (thread pool): total time, by caller,
   * delivery HTTP attempts (`Sender.send`): total time,
   * storage calls by backend (SQLite or PostgreSQL): insert, claim, record, next due, auth,
@@ -55,21 +56,34 @@ def install() -> None:
     batches: dict[int, tuple[int, int]] = {}
     current = [0]
 
-    def transaction(conn: Any, batch: list[Any]) -> Any:
+    async def transaction(self: Any, batch: list[Any]) -> Any:
         current[0] += 1
         bid = current[0]
         start = time.perf_counter_ns()
-        result = orig_tx(conn, batch)
+        result = await orig_tx(self, batch)
         end = time.perf_counter_ns()
         batches[bid] = (start, end)
         _samples["writer.batch_size"].append(len(batch))
         _samples["writer.batch_ms"].append(_ms(end - start))
         return result
 
-    writer_cls._transaction = staticmethod(transaction)  # type: ignore[method-assign]
+    writer_cls._transaction = transaction  # type: ignore[method-assign]
+    orig_blocking = writer_cls._blocking
+
+    def blocking(self: Any, fn: Callable[[], Any]) -> Any:
+        # BEGIN, COMMIT and the operations too big to run inline: the hop to the writer thread
+        # and back, timed around the statement.
+        t0 = time.perf_counter_ns()
+        future = orig_blocking(self, fn)
+        future.add_done_callback(
+            lambda _: _samples["writer.thread_hop_ms"].append(_ms(time.perf_counter_ns() - t0))
+        )
+        return future
+
+    writer_cls._blocking = blocking  # type: ignore[method-assign]
     orig_call = writer_cls.call
 
-    async def writer_call(self: Any, fn: Callable[[Any], Any]) -> Any:
+    async def writer_call(self: Any, fn: Callable[[Any], Any], *, inline: bool = False) -> Any:
         marks: dict[str, int] = {}
 
         def timed(conn: Any) -> Any:
@@ -82,7 +96,7 @@ def install() -> None:
 
         t0 = time.perf_counter_ns()
         try:
-            return await orig_call(self, timed)
+            return await orig_call(self, timed, inline=inline)
         finally:
             t3 = time.perf_counter_ns()
             if "end" in marks:

@@ -6,13 +6,16 @@ many concurrent publishes (and claims, and outcomes) share one fsync. aiosqlite 
 Each caller still gets its answer only after its own transaction is durable, and one failing
 operation rolls back to its savepoint without failing the others of its batch.
 
-Where each step runs is chosen for the GIL. `BEGIN IMMEDIATE` (which may wait for another
-process's write lock) and `COMMIT` (the fsync, and WAL checkpoints) run on a dedicated thread,
-with the GIL released. The statements of the hot operations (publish inserts, claims, outcomes:
-short, bounded, called with `inline=True`) run on the event-loop thread itself: run on a thread,
-each of their statements gave the GIL back and had to win it again from the busy event loop,
-and a batch of 30 publishes took ~5 ms for ~0.6 ms of work. Anything that may touch many rows
-(purges, bulk cancels, migrations) runs on the thread, so it never stalls the event loop.
+Where each step runs is chosen for the GIL. `COMMIT` (the fsync, and WAL checkpoints) runs on
+a dedicated thread, with the GIL released. The statements of the hot operations (publish
+inserts, claims, outcomes: short, bounded, called with `inline=True`) run on the event-loop
+thread itself: run on a thread, each of their statements gave the GIL back and had to win it
+again from the busy event loop (a hop costs up to a switch interval), and a batch of 30
+publishes took ~5 ms for ~0.6 ms of work. Anything that may touch many rows (purges, bulk
+cancels, migrations) runs on the thread, so it never stalls the event loop. `BEGIN IMMEDIATE`
+runs on the event loop without waiting: if another process (an admin command) holds the write
+lock, it is retried after a short async sleep instead of blocking the loop in SQLite's busy
+handler.
 """
 
 from __future__ import annotations
@@ -29,13 +32,17 @@ from homing.errors import StorageUnavailable
 
 T = TypeVar("T")
 MAX_BATCH = 1024
+BUSY_TIMEOUT_S = 30.0  # how long to wait for another process's write lock
 
 
-def connect(path: str, *, synchronous: str) -> sqlite3.Connection:
+def connect(
+    path: str, *, synchronous: str, busy_timeout_ms: int = int(BUSY_TIMEOUT_S * 1000)
+) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000:.0f}")  # journal_mode may wait
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     conn.execute("PRAGMA foreign_keys=OFF")
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-16000")  # 16 MB page cache per connection
@@ -65,7 +72,7 @@ class Writer:
     async def start(self) -> None:
         try:
             self._conn = await self._blocking(
-                lambda: connect(self._path, synchronous=self._synchronous)
+                lambda: connect(self._path, synchronous=self._synchronous, busy_timeout_ms=0)
             )
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot open SQLite database: {exc}") from exc
@@ -116,13 +123,25 @@ class Writer:
                 else:
                     op.future.set_exception(value)
 
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(0.002)
+
     async def _transaction(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
         conn = self._conn
         assert conn is not None
         results: list[tuple[bool, Any]] = []
         single = len(batch) == 1
         try:
-            await self._blocking(lambda: conn.execute("BEGIN IMMEDIATE"))
+            await self._begin(conn)
             for op in batch:
                 if not single:
                     conn.execute("SAVEPOINT op")

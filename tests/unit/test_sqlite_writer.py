@@ -1,0 +1,59 @@
+"""The SQLite writer under another process's write lock (an admin command writing at the same
+time): publishes wait for the lock, the event loop does not."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from homing.models import DeliverySpec, NewMessage
+from homing.storage.sqlite.backend import SqliteStorage
+
+T0 = 1_700_000_000_000
+
+
+def message(n: int) -> NewMessage:
+    return NewMessage(
+        id=f"msg_{n:04d}",
+        account_id="acct",
+        url="https://example.com/hook",
+        body=b"x",
+        spec=DeliverySpec(),
+        created_ms=T0,
+        not_before_ms=T0,
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_held_write_lock_delays_the_publish_but_never_blocks_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "homing.db")
+    storage = SqliteStorage(path, synchronous="NORMAL", exclusive=False)
+    await storage.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        # Given another connection holding the write lock
+        other.execute("BEGIN IMMEDIATE")
+        publish = asyncio.create_task(
+            storage.insert_messages([message(1)], now_ms=T0, dedup_window_ms=0)
+        )
+
+        # Then the loop keeps running while the publish waits
+        ticks = 0
+        for _ in range(30):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 30 and not publish.done()
+
+        # And the publish completes once the lock is released
+        other.execute("COMMIT")
+        [result] = await asyncio.wait_for(publish, 5)
+        assert result.message_id == "msg_0001"
+        assert (await storage.get_message("acct", "msg_0001")) is not None
+    finally:
+        other.close()
+        await storage.close()
