@@ -45,6 +45,9 @@ SUBSYSTEMS: list[tuple[str, tuple[str, ...]]] = [
     ("event loop: uvloop C code (socket I/O, timers, callbacks)", ("<loop leaf>",)),
     ("sqlite writer thread (transactions, commit/fsync)", ("homing-sqlite-writer",)),
     ("sqlite reader threads", ("homing-sqlite-read",)),
+    # The writer's transactions run their hot operations on the event loop (connection.py).
+    ("sqlite statements on the event loop (inserts, claims, outcomes)", ("Writer._run",)),
+    ("postgres backend (asyncpg)", ("homing/storage/postgres/", "asyncpg/")),
     ("publish API handler (validate, build, insert)", ("homing/api/publish.py",)),
     ("delivery: claim loop", ("DeliveryEngine._claim_loop",)),
     ("delivery: attempt (sign, HTTP request, decide)", ("DeliveryEngine._attempt", "Sender.")),
