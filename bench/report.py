@@ -394,6 +394,24 @@ def homing_rows(
     return rows
 
 
+def backend_rows(results: dict[str, dict[str, Reps]]) -> list[Row]:
+    """PostgreSQL (one node) against SQLite, end to end, both measured in this run."""
+    sqlite, postgres = results.get("sqlite", {}), results.get("postgresql", {})
+    if not (sqlite.get("e2e") and postgres.get("e2e")):
+        return []
+    row = Row(
+        "backends",
+        "PostgreSQL one node: end-to-end delivered",
+        "msg/s",
+        spread(postgres["e2e"], lambda r: r["rps"]),
+        "SQLite end-to-end",
+        spread(sqlite["e2e"], lambda r: r["rps"]).median,
+        ">= 0.7x SQLite",
+    )
+    row.passed = _pass(row.ratio, lambda x: x >= 0.7)
+    return [row]
+
+
 def _fmt(x: float) -> str:
     if math.isnan(x):
         return "-"

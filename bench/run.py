@@ -540,6 +540,7 @@ async def main_async(args: argparse.Namespace) -> int:
         rows += report.homing_rows(
             backend.name, results[backend.name], ceilings, queued_target=1_000_000
         )
+    rows += report.backend_rows(results)
     run.notes += report.noise_notes(ceilings, results)
     text = report.table(rows)
     print()

@@ -106,7 +106,7 @@ def parse_bool(value: str, what: str) -> bool:
 
 
 def _check_value(name: str, value: str) -> None:
-    if any(c in value for c in "\r\n\x00"):
+    if "\r" in value or "\n" in value or "\x00" in value:
         raise InvalidRequest(
             f"header {name!r} has a value with CR, LF or NUL, which is not allowed"
         )

@@ -68,6 +68,9 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # Observed on every publish and outcome batch: the labelled children, made once.
+        self.commit_publish = self.commit.labels("publish")
+        self.commit_outcomes = self.commit.labels("outcomes")
         self.schedule_fires = Counter("homing_schedule_fires", "Schedule fires", registry=r)
         self.messages = Gauge(
             "homing_messages", "Messages in the store by state", ["state"], registry=r

@@ -87,7 +87,7 @@ async def store(
     results = await svc.storage.insert_messages(
         messages, now_ms=now_ms, dedup_window_ms=svc.settings.dedup_window_ms
     )
-    svc.metrics.commit.labels("publish").observe(time.monotonic() - started)
+    svc.metrics.commit_publish.observe(time.monotonic() - started)
     svc.metrics.record_publish(account_id, [r.url for r in results if not r.deduplicated])
     return results
 

@@ -273,7 +273,7 @@ class DeliveryEngine:
                 started = time.monotonic()
                 await self.storage.record_outcomes(batch)
                 if self.metrics is not None:
-                    self.metrics.commit.labels("outcomes").observe(time.monotonic() - started)
+                    self.metrics.commit_outcomes.observe(time.monotonic() - started)
             except Exception:
                 # Not recorded: the leases expire and the messages are attempted again, which
                 # keeps at-least-once; log loudly because it means duplicates.
