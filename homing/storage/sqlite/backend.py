@@ -13,8 +13,8 @@ import hashlib
 import os
 import secrets
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -52,6 +52,8 @@ COLUMNS = (
     "cancel_requested, dlq_id, dlq_ms, last_response, final_ms"
 )
 M_COLUMNS = ", ".join("m." + c.strip() for c in COLUMNS.split(","))
+T = TypeVar("T")
+
 # Publishes of up to this many messages are written on the event-loop thread (see
 # connection.py); larger batches go to the writer thread so that they never stall the loop.
 INLINE_INSERT_LIMIT = 100
@@ -175,6 +177,15 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
             raise StorageUnavailable("storage is closed")
         return await self._readers.call(fn)
 
+    def _read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A short indexed read on the event-loop thread (see `_inline`)."""
+        if self._inline is None:
+            raise StorageUnavailable("storage is closed")
+        try:
+            return fn(self._inline)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"SQLite read failed: {exc}") from exc
+
     def _event_id(self, now_ms: int) -> int:
         # Runs on the writer thread only.
         self._last_event_id = max(now_ms * 1000, self._last_event_id + 1)
@@ -234,12 +245,8 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         await self._writer.call(run)
 
     async def authenticate(self, token: str) -> Principal | None:
-        if self._inline is None:
-            raise StorageUnavailable("storage is closed")
-        try:
-            row = self._inline.execute(Q["token_principal"], (hash_token(token),)).fetchone()
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(f"SQLite read failed: {exc}") from exc
+        digest = hash_token(token)
+        row = self._read_now(lambda c: c.execute(Q["token_principal"], (digest,)).fetchone())
         return None if row is None else Principal(row[0], bool(row[1]), row[2])
 
     async def signing_keys(self, account_id: str) -> SigningKeys:
@@ -522,7 +529,8 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
             unblock = flow.next_unblock_ms(conn)
             return min((t for t in (due, unblock) if t is not None), default=None)
 
-        found: int | None = await self._read(run)
+        # On the loop: the claim loop asks after every round; both are index lookups.
+        found: int | None = self._read_now(run)
         return found
 
     async def renew_leases(self, node_id: str, *, until_ms: int) -> int:
