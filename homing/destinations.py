@@ -233,6 +233,8 @@ class DestinationPolicy:
         if url in self._passed:
             return
         self._check(url)
+        if len(url) > 2048:
+            return  # not remembered: a few huge URLs must not pin memory
         if len(self._passed) >= self._CACHE_SIZE:
             self._passed.clear()
         self._passed.add(url)

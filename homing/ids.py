@@ -29,8 +29,9 @@ def _random_bytes(n: int) -> bytes:
 
 
 def _forget_pool() -> None:
-    global _pool_at
+    global _pool_at, _pool_lock
     _pool_at = _POOL_SIZE  # a forked child must not hand out its parent's ids
+    _pool_lock = threading.Lock()  # nor wait for a lock held by a thread it does not have
 
 
 os.register_at_fork(after_in_child=_forget_pool)

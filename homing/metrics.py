@@ -17,8 +17,18 @@ from homing.storage.base import Storage
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
-@functools.lru_cache(maxsize=4096)  # per message, and most traffic goes to a few URLs
 def _host(url: str) -> str:
+    # Per message, and most traffic goes to a few URLs; only short URLs are remembered, so
+    # that huge ones cannot pin memory.
+    return _cached_host(url) if len(url) <= 2048 else _parse_host(url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_host(url: str) -> str:
+    return _parse_host(url)
+
+
+def _parse_host(url: str) -> str:
     try:
         return urlsplit(url).hostname or ""
     except ValueError:
@@ -107,13 +117,14 @@ class Metrics:
 
     def _child(self, metric: Counter, account: str, url: str, *more: str) -> Counter:
         """The labelled counter for (account, host of url, ...), remembered: this runs several
-        times per message and `labels()` parses nothing but still costs a lock and a tuple."""
-        key = (id(metric), account, url, *more)
+        times per message and `labels()` costs a lock and a tuple each time."""
+        host = _host(url)
+        key = (id(metric), account, host, *more)
         child = self._children.get(key)
         if child is None:
             if len(self._children) >= 10_000:
                 self._children.clear()
-            child = self._children[key] = metric.labels(account, _host(url), *more)
+            child = self._children[key] = metric.labels(account, host, *more)
         return child
 
     async def render(self, storage: Storage) -> bytes:

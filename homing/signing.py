@@ -60,5 +60,7 @@ def sign(*, key: str, url: str, body: bytes, now_s: int) -> str:
         "jti": ids.jwt_id(),
         "body": body_hash(body),
     }
-    # The claims serialised as PyJWT's `jwt.encode` does (compact JSON, insertion order).
+    # Compact JSON in insertion order, as PyJWT's `jwt.encode` writes it, except that non-ASCII
+    # characters of the URL are UTF-8 rather than \u escapes (equivalent JSON; both SDK
+    # receivers verify it).
     return _jws.encode(orjson.dumps(claims), key.encode("utf-8"), algorithm="HS256")

@@ -135,6 +135,8 @@ async def _publish(request: Request, destination: str, queue: str | None) -> Res
         now_ms=now,
     )
     results = await store(svc, account_id, prepared.messages, now)
+    if queue is not None:
+        queues.remember(svc, account_id, [queue])
     status = _status(results)
     if svc.telemetry is not None:
         svc.telemetry.published(
@@ -221,11 +223,11 @@ async def batch(request: Request) -> Response:
             )
         except InvalidRequest as exc:
             raise type(exc)(f"batch item {index}: {exc.message}") from None
-    await queues.check_quota(
-        svc, account_id, {m.queue_name for p in prepared for m in p.messages if m.queue_name}
-    )
+    named = {m.queue_name for p in prepared for m in p.messages if m.queue_name}
+    await queues.check_quota(svc, account_id, named)
     every = [m for p in prepared for m in p.messages]
     results = await store(svc, account_id, every, now)
+    queues.remember(svc, account_id, named)
     out: list[Any] = []
     position = 0
     for p in prepared:

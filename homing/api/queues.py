@@ -18,12 +18,13 @@ MAX_QUEUES = 1000
 
 
 async def check_quota(svc: Services, account_id: str, names: Iterable[str]) -> None:
-    """Refuse queues that would take the account past its quota; enqueue and batch create
-    queues as well as upsert.
+    """Refuse queues that would take the account past its quota: enqueue, batch and schedules
+    create queues as well as upsert.
 
-    Queues known to exist are remembered (per process), so only a request naming a queue not
-    seen before pays for the check. A queue deleted and re-created by an enqueue skips it, which
-    at worst lets an account briefly hold a few more queues than the quota.
+    Queues known to exist (`remember`, after they were stored) skip the check, so only a request
+    naming a new queue pays for listing them. The quota is soft: two first messages into two new
+    queues at the same moment may both pass at 999, and a node does not see another node's
+    deletes in its memory.
     """
     unknown = {name for name in names if (account_id, name) not in svc.known_queues}
     if not unknown:
@@ -31,9 +32,13 @@ async def check_quota(svc: Services, account_id: str, names: Iterable[str]) -> N
     existing = {q.name for q in await svc.storage.list_queues(account_id)}
     if len(existing | unknown) > MAX_QUEUES:
         raise QuotaExceeded(f"an account may have at most {MAX_QUEUES} queues")
+
+
+def remember(svc: Services, account_id: str, names: Iterable[str]) -> None:
+    """Queues that now exist (their messages or settings were stored)."""
     if len(svc.known_queues) >= 100_000:
         svc.known_queues.clear()
-    svc.known_queues.update((account_id, name) for name in unknown)
+    svc.known_queues.update((account_id, name) for name in names)
 
 
 async def upsert(request: Request) -> Response:
@@ -59,6 +64,7 @@ async def upsert(request: Request) -> Response:
     await svc.storage.upsert_queue(
         account_id, name, parallelism=parallelism, paused=paused, now_ms=svc.clock.now_ms()
     )
+    remember(svc, account_id, [name])
     return JSON({})
 
 
@@ -80,6 +86,7 @@ async def delete_queue(request: Request) -> Response:
     svc, account_id = await account(request)
     name = validate_name(request.path_params["queue"], "queue name")
     await svc.storage.delete_queue(account_id, name, now_ms=svc.clock.now_ms())
+    svc.known_queues.discard((account_id, name))
     return JSON({})
 
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from homing import ids
-from homing.api import views
+from homing.api import queues, views
 from homing.api.context import Services, account
 from homing.api.http import JSON, caller_ip, path_remainder, read_body, split_query
 from homing.api.publish import check_destinations
@@ -118,6 +118,8 @@ async def create_schedule(
     schedule_id = options.schedule_id.strip() if options.schedule_id else ids.schedule_id()
     validate_name(schedule_id, "schedule id")
     queue = validate_name(options.queue_name, "queue name") if options.queue_name else None
+    if queue is not None:
+        await queues.check_quota(svc, account_id, [queue])  # its fires will create the queue
     existing = await svc.storage.get_schedule(account_id, schedule_id)
     if existing is None and len(await svc.storage.list_schedules(account_id)) >= MAX_SCHEDULES:
         raise QuotaExceeded(f"an account may have at most {MAX_SCHEDULES} schedules")

@@ -97,9 +97,11 @@ class Sender:
         most attempts go to a few URLs."""
         found = self._urls.get(url)
         if found is None:
-            if len(self._urls) >= 4096:
-                self._urls.clear()
-            found = self._urls[url] = URL(_ascii_target(url), encoded=True)
+            found = URL(_ascii_target(url), encoded=True)
+            if len(url) <= 2048:  # huge URLs are not remembered: they must not pin memory
+                if len(self._urls) >= 4096:
+                    self._urls.clear()
+                self._urls[url] = found
         return found
 
     async def send(self, message: Message, signing_key: str) -> Response:

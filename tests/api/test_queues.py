@@ -397,3 +397,23 @@ def test_raising_parallelism_lets_more_waiting_messages_start(
     assert sorted(r.body for r in started) == [b"0", b"1", b"2"]
     assert rule.peak == 3
     receiver.wait_for(3, "/grow")
+
+
+def test_deleted_queues_free_their_quota_and_do_not_come_back_past_it(
+    server: RunningServer,
+) -> None:
+    http = api(server)
+    held = {"headers": {"Upstash-Delay": "1h"}, "destination": "http://127.0.0.1:9/x"}
+    assert (
+        http.post("/v2/batch", json=[held | {"queue": f"old{i}"} for i in range(1000)]).status_code
+        == 201
+    )
+    for i in range(1000):
+        assert http.delete(f"/v2/queues/old{i}").status_code == 200
+    assert (
+        http.post("/v2/batch", json=[held | {"queue": f"new{i}"} for i in range(1000)]).status_code
+        == 201
+    )
+    # The old names were seen before, but they are gone: re-creating one would be the 1001st.
+    again = http.post("/v2/enqueue/old1/http://127.0.0.1:9/x", headers={"Upstash-Delay": "1h"})
+    assert again.status_code == 412, again.text

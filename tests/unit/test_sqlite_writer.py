@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from homing.errors import StorageUnavailable
 from homing.models import DeliverySpec, NewMessage
 from homing.storage.sqlite.backend import SqliteStorage
+from homing.storage.sqlite.connection import Writer
 
 T0 = 1_700_000_000_000
 
@@ -57,3 +59,34 @@ async def test_a_held_write_lock_delays_the_publish_but_never_blocks_the_event_l
     finally:
         other.close()
         await storage.close()
+
+
+class _Fatal(BaseException):
+    """Something no operation should raise (think KeyboardInterrupt on the loop thread)."""
+
+
+@pytest.mark.asyncio
+async def test_if_the_writer_dies_every_waiting_caller_gets_an_error_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    writer = Writer(str(tmp_path / "w.db"), synchronous="NORMAL")
+    await writer.start()
+
+    def fatal(conn: sqlite3.Connection) -> None:
+        raise _Fatal()
+
+    def harmless(conn: sqlite3.Connection) -> int:
+        return 1
+
+    # Given a transaction whose first operation kills the writer, and others queued behind it
+    doomed = asyncio.create_task(writer.call(fatal, inline=True))
+    queued = [asyncio.create_task(writer.call(harmless, inline=True)) for _ in range(3)]
+
+    # Then every caller gets an answer, and later calls are refused at once
+    results = await asyncio.wait_for(
+        asyncio.gather(doomed, *queued, return_exceptions=True), timeout=5
+    )
+    assert all(isinstance(r, StorageUnavailable) for r in results), results
+    with pytest.raises(StorageUnavailable):
+        await writer.call(harmless)
+    await writer.stop()

@@ -54,9 +54,22 @@ COLUMNS = (
 M_COLUMNS = ", ".join("m." + c.strip() for c in COLUMNS.split(","))
 T = TypeVar("T")
 
-# Publishes of up to this many messages are written on the event-loop thread (see
-# connection.py); larger batches go to the writer thread so that they never stall the loop.
+# Writes run on the event-loop thread (see connection.py) only while they are this small;
+# larger ones go to the writer thread so that they never stall the loop. A claim takes at most
+# this many body bytes per round (and at least one message), for the same reason.
 INLINE_INSERT_LIMIT = 100
+INLINE_BYTES = 1 << 20
+
+
+def _within_budget(candidates: list[Any], budget: int) -> list[Any]:
+    """The leading candidates whose bodies (last column) fit in `budget`; never none."""
+    total = 0
+    for index, row in enumerate(candidates):
+        total += row[-1] or 0
+        if total > budget and index > 0:
+            return candidates[:index]
+    return candidates
+
 
 CLAIM = (
     "UPDATE messages SET state = 'active', lease_owner = ?, lease_until = ?, lease_token = ? "
@@ -125,9 +138,13 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         if self._exclusive:
             self._lock()
         await self._writer.start()
-        await self._writer.call(self._migrate)
-        self._readers = Readers(self.path)
-        self._inline = open_reader(self.path)
+        try:
+            await self._writer.call(self._migrate)
+            self._readers = Readers(self.path)
+            self._inline = open_reader(self.path, busy_timeout_ms=0)
+        except BaseException:
+            await self.close()
+            raise
 
     def _lock(self) -> None:
         # One process per database file: a second Homing on the same file would release the
@@ -144,7 +161,12 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
             ) from None
 
     async def close(self) -> None:
-        await self._writer.stop()
+        try:
+            await self._writer.stop()
+        finally:
+            self._close_readers()
+
+    def _close_readers(self) -> None:
         if self._readers is not None:
             self._readers.close()
             self._readers = None
@@ -177,17 +199,24 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
             raise StorageUnavailable("storage is closed")
         return await self._readers.call(fn)
 
-    def _read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """A short indexed read on the event-loop thread (see `_inline`)."""
+    async def _read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A short indexed read on the event-loop thread (see `_inline`).
+
+        That connection never waits for a lock (busy timeout 0): in the rare case a read would
+        (WAL recovery after a crash of another process), it goes to the reader pool instead.
+        """
         if self._inline is None:
             raise StorageUnavailable("storage is closed")
         try:
             return fn(self._inline)
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(f"SQLite read failed: {exc}") from exc
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise StorageUnavailable(f"SQLite read failed: {exc}") from exc
+        found: T = await self._read(fn)
+        return found
 
     def _event_id(self, now_ms: int) -> int:
-        # Runs on the writer thread only.
+        # Only inside writer transactions (one at a time), so no two callers race here.
         self._last_event_id = max(now_ms * 1000, self._last_event_id + 1)
         return self._last_event_id
 
@@ -246,7 +275,7 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
 
     async def authenticate(self, token: str) -> Principal | None:
         digest = hash_token(token)
-        row = self._read_now(lambda c: c.execute(Q["token_principal"], (digest,)).fetchone())
+        row = await self._read_now(lambda c: c.execute(Q["token_principal"], (digest,)).fetchone())
         return None if row is None else Principal(row[0], bool(row[1]), row[2])
 
     async def signing_keys(self, account_id: str) -> SigningKeys:
@@ -419,7 +448,8 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
     ) -> list[InsertResult]:
         results, earliest = await self._writer.call(
             lambda conn: self._insert(conn, messages, now_ms, dedup_window_ms),
-            inline=len(messages) <= INLINE_INSERT_LIMIT,
+            inline=len(messages) <= INLINE_INSERT_LIMIT
+            and sum(len(m.body) for m in messages) <= INLINE_BYTES,
         )
         if earliest is not None:
             self._wake(earliest)
@@ -493,10 +523,12 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         token: int,
     ) -> list[Any]:
         flow.promote_unblocked(conn, now_ms)
-        candidates = conn.execute(Q["claim_candidates"], (now_ms, limit)).fetchall()
-        chosen = [seq for seq, _, key in candidates if key is None]
+        candidates = _within_budget(
+            conn.execute(Q["claim_candidates"], (now_ms, limit)).fetchall(), INLINE_BYTES
+        )
+        chosen = [seq for seq, _, key, _ in candidates if key is None]
         by_key: dict[tuple[str, str], list[int]] = {}
-        for seq, account_id, key in candidates:
+        for seq, account_id, key, _ in candidates:
             if key is not None:
                 by_key.setdefault((account_id, key), []).append(seq)
         for (account_id, key), seqs in by_key.items():
@@ -530,7 +562,7 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
             return min((t for t in (due, unblock) if t is not None), default=None)
 
         # On the loop: the claim loop asks after every round; both are index lookups.
-        found: int | None = self._read_now(run)
+        found: int | None = await self._read_now(run)
         return found
 
     async def renew_leases(self, node_id: str, *, until_ms: int) -> int:
@@ -607,7 +639,10 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         def run(conn: sqlite3.Connection) -> list[tuple[bool, int | None]]:
             return [self._record(conn, o) for o in outcomes]
 
-        results = await self._writer.call(run, inline=True)
+        stored = sum(
+            len(o.response.body) + sum(len(m.body) for m in o.new_messages) for o in outcomes
+        )
+        results = await self._writer.call(run, inline=stored <= INLINE_BYTES)
         dues = [due for _, due in results if due is not None]
         if dues:
             self._wake(min(dues))

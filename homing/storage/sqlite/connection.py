@@ -21,6 +21,8 @@ handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -31,7 +33,9 @@ from typing import Any, TypeVar
 from homing.errors import StorageUnavailable
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MAX_BATCH = 1024
+INLINE_SLICE_S = 0.002  # longest stretch of inline work before the loop gets a turn
 BUSY_TIMEOUT_S = 30.0  # how long to wait for another process's write lock
 
 
@@ -63,25 +67,36 @@ class Writer:
         self._path = path
         self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="homing-sqlite-writer")
+        self._thread: ThreadPoolExecutor | None = None
         self._ops: list[_Op] = []
         self._more = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
         self._closing = False
 
     async def start(self) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="homing-sqlite-writer")
+        self._closing = False
         try:
-            self._conn = await self._blocking(
-                lambda: connect(self._path, synchronous=self._synchronous, busy_timeout_ms=0)
-            )
-        except sqlite3.Error as exc:
+            self._conn = await self._blocking(self._connect)
+        except (sqlite3.Error, StorageUnavailable) as exc:
+            self._thread.shutdown(wait=False)
             raise StorageUnavailable(f"cannot open SQLite database: {exc}") from exc
         self._pump = asyncio.create_task(self._run(), name="homing-sqlite-writer")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = connect(self._path, synchronous=self._synchronous, busy_timeout_ms=0)
+        # Without WAL, readers would block COMMIT, which has no busy timeout here.
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            conn.close()
+            raise StorageUnavailable(f"{self._path}: WAL journal mode unavailable (got {mode})")
+        return conn
 
     async def call(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
         """Run `fn` in the next transaction; return once that transaction is durable.
 
-        `inline=True` runs `fn` on the event-loop thread: only for short work of bounded size.
+        `inline=True` runs `fn` on the event-loop thread: only for short work of bounded size
+        (callers pass it only under a row and byte budget).
         """
         if self._pump is None or self._pump.done() or self._closing:
             raise StorageUnavailable("the SQLite writer is not running")
@@ -95,33 +110,47 @@ class Writer:
         self._closing = True
         self._more.set()
         if self._pump is not None:
-            await asyncio.gather(self._pump, return_exceptions=True)
+            # Not gather(): a cancelled stop() must not cancel the pump mid-transaction.
+            await asyncio.wait({self._pump})
+            if not self._pump.cancelled():
+                self._pump.exception()  # already logged by _run; marks it retrieved
             self._pump = None
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await self._blocking(conn.close)
-        self._thread.shutdown(wait=True)
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+            self._thread = None
 
     def _blocking(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        assert self._thread is not None, "Writer.start() was not called"
         return asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
     async def _run(self) -> None:
-        while True:
-            if not self._ops:
-                if self._closing:
-                    return
-                self._more.clear()
-                await self._more.wait()
-                continue
-            batch, self._ops = self._ops[:MAX_BATCH], self._ops[MAX_BATCH:]
-            results = await self._transaction(batch)
-            for op, (ok, value) in zip(batch, results, strict=True):
-                if op.future.done():
+        batch: list[_Op] = []
+        try:
+            while True:
+                if not self._ops:
+                    if self._closing:
+                        return
+                    self._more.clear()
+                    await self._more.wait()
                     continue
-                if ok:
-                    op.future.set_result(value)
-                else:
-                    op.future.set_exception(value)
+                batch, self._ops = self._ops[:MAX_BATCH], self._ops[MAX_BATCH:]
+                results = await self._transaction(batch)
+                _settle(batch, results)
+                batch = []
+                # Let the callers just answered run (send their HTTP responses) before the next
+                # transaction starts its inline work.
+                await asyncio.sleep(0)
+        except BaseException as exc:
+            # Nothing may wait forever on a writer that is gone: fail what was taken and queued.
+            log.exception("the SQLite writer stopped", extra={"event": "storage.writer_failed"})
+            failure = StorageUnavailable(f"the SQLite writer stopped: {exc!r}")
+            pending, self._ops = batch + self._ops, []
+            _settle(pending, [(False, failure)] * len(pending))
+            self._closing = True
+            raise
 
     async def _begin(self, conn: sqlite3.Connection) -> None:
         deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_S
@@ -130,7 +159,7 @@ class Writer:
                 conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                busy = "locked" in str(exc) or "busy" in str(exc)
+                busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
                 if not busy or asyncio.get_running_loop().time() > deadline:
                     raise
             await asyncio.sleep(0.002)
@@ -140,9 +169,14 @@ class Writer:
         assert conn is not None
         results: list[tuple[bool, Any]] = []
         single = len(batch) == 1
+        loop = asyncio.get_running_loop()
         try:
             await self._begin(conn)
+            yielded = loop.time()
             for op in batch:
+                if op.future.done():  # the caller is gone (cancelled): nothing to write for it
+                    results.append((False, StorageUnavailable("cancelled")))
+                    continue
                 if not single:
                     conn.execute("SAVEPOINT op")
                 try:
@@ -160,17 +194,49 @@ class Writer:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((False, exc))
+                if loop.time() - yielded > INLINE_SLICE_S:
+                    # A long batch of inline work: let the loop breathe (only this task touches
+                    # the connection, so the open transaction is safe meanwhile).
+                    await asyncio.sleep(0)
+                    yielded = loop.time()
             await self._blocking(lambda: conn.execute("COMMIT"))
             return results
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            await self._recover(conn)
             failure = StorageUnavailable(f"SQLite transaction failed: {exc}")
             return [(False, failure) for _ in batch]
 
+    async def _recover(self, conn: sqlite3.Connection) -> None:
+        """After a failed transaction: roll back, or start over on a fresh connection."""
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return
+        except sqlite3.Error:
+            log.warning(
+                "SQLite rollback failed; reopening the connection",
+                extra={"event": "storage.writer_reconnect"},
+            )
+        self._conn = None
+        with contextlib.suppress(sqlite3.Error):
+            await self._blocking(conn.close)
+        self._conn = await self._blocking(self._connect)
 
-def open_reader(path: str) -> sqlite3.Connection:
-    conn = connect(path, synchronous="NORMAL")
+
+def _settle(batch: list[_Op], results: list[tuple[bool, Any]]) -> None:
+    for op, (ok, value) in zip(batch, results, strict=True):
+        if op.future.done():
+            continue
+        if ok:
+            op.future.set_result(value)
+        else:
+            op.future.set_exception(value)
+
+
+def open_reader(
+    path: str, *, busy_timeout_ms: int = int(BUSY_TIMEOUT_S * 1000)
+) -> sqlite3.Connection:
+    conn = connect(path, synchronous="NORMAL", busy_timeout_ms=busy_timeout_ms)
     conn.execute("PRAGMA query_only=ON")
     return conn
 

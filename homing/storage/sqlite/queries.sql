@@ -38,7 +38,7 @@ UPDATE messages SET state = 'queued'
 WHERE account_id = ? AND queue_name = ? AND state IN ('ready', 'waiting')
 
 -- name: claim_candidates
-SELECT seq, account_id, flow_key FROM messages
+SELECT seq, account_id, flow_key, length(body) FROM messages
 WHERE state = 'ready' AND due_ms <= ? ORDER BY due_ms LIMIT ?
 
 -- name: next_due
