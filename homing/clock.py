@@ -30,16 +30,17 @@ class SystemClock:
         return -(-time.time_ns() // 1_000_000)
 
     async def sleep_until(self, when_ms: int, wake: asyncio.Event) -> None:
-        delay = (when_ms - self.now_ms()) / 1000
-        if delay <= 0 or wake.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=delay)
-        # asyncio timers may fire a little before the wall clock reaches the deadline; never
-        # return early, or a delayed message would be claimed "not yet due" and wait a poll.
-        rest = when_ms - self.now_ms()
-        if rest > 0 and not wake.is_set():
-            await asyncio.sleep(rest / 1000 + 0.0005)
+        # Event-loop timers run on a monotonic clock with millisecond ticks and may fire a
+        # little before the wall clock reaches the deadline: wait again for what is left, in
+        # nanoseconds, rather than returning early (the message would be "not yet due") or
+        # padding the wait (every delayed message would be that much late).
+        deadline_ns = when_ms * 1_000_000
+        while not wake.is_set():
+            rest_s = (deadline_ns - time.time_ns()) / 1e9
+            if rest_s <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=rest_s)
 
 
 class ManualClock:
