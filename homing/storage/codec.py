@@ -7,6 +7,7 @@ engine and never queried, so one column beats a dozen.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,8 +18,11 @@ from homing.models import (
     DeliverySpec,
     FlowControl,
     MessageKind,
+    MessageState,
     Redaction,
     Response,
+    Schedule,
+    ScheduleState,
 )
 
 
@@ -136,3 +140,48 @@ def event_info(response: Response) -> dict[str, Any]:
         info["responseHeader"] = response.headers
         info["responseBody"] = base64.b64encode(response.body).decode()
     return info
+
+
+# What a schedule's last fire looks like from the state of one of its messages (spec 7.3);
+# any other state is still IN_PROGRESS.
+SCHEDULE_STATES = {
+    MessageState.DELIVERED.value: ScheduleState.SUCCESS,
+    MessageState.FAILED.value: ScheduleState.FAIL,
+    MessageState.CANCELED.value: ScheduleState.FAIL,
+}
+
+
+def schedule_states(message_ids: Iterable[str], found: dict[str, str]) -> dict[str, ScheduleState]:
+    """The states of a fire's messages, from `found` (message id -> message state)."""
+    return {
+        mid: SCHEDULE_STATES.get(found[mid], ScheduleState.IN_PROGRESS)
+        for mid in message_ids
+        if mid in found
+    }
+
+
+def decode_schedule(row: Sequence[Any], last_states: dict[str, ScheduleState]) -> Schedule:
+    """A schedule from a row of the columns both backends select, in this order: id,
+    account_id, cron, destination, body, spec, created_ms, caller_ip, delay_s, queue_name,
+    labels, flow_key, flow, paused, last_fire_ms, next_fire_ms, last_message_ids, error,
+    version."""
+    return Schedule(
+        id=row[0],
+        account_id=row[1],
+        cron=row[2],
+        destination=row[3],
+        body=bytes(row[4]),
+        spec=decode_spec(row[5]),
+        created_ms=row[6],
+        caller_ip=row[7],
+        delay_s=row[8],
+        queue_name=row[9],
+        labels=decode_labels(row[10]),
+        flow=decode_flow(row[11], row[12]),
+        paused=bool(row[13]),
+        last_fire_ms=row[14],
+        next_fire_ms=row[15],
+        last_states=last_states,
+        error=row[17],
+        version=row[18],
+    )

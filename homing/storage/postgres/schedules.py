@@ -11,16 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from homing.models import MessageState, NewMessage, Schedule, ScheduleState
+from homing.models import NewMessage, Schedule
 from homing.storage import codec
 from homing.storage.postgres.messages import Q, insert
 from homing.storage.postgres.pool import Conn, Database
-
-_STATES = {
-    MessageState.DELIVERED.value: ScheduleState.SUCCESS,
-    MessageState.FAILED.value: ScheduleState.FAIL,
-    MessageState.CANCELED.value: ScheduleState.FAIL,
-}
 
 
 async def _with_states(conn: Conn, rows: Sequence[Any]) -> list[Schedule]:
@@ -29,38 +23,10 @@ async def _with_states(conn: Conn, rows: Sequence[Any]) -> list[Schedule]:
     found: dict[str, str] = {}
     if ids:
         found = {r[0]: r[1] for r in await conn.fetch(Q["message_states"], ids)}
-    out = []
-    for r in rows:
-        states = {
-            mid: _STATES.get(found[mid], ScheduleState.IN_PROGRESS)
-            for mid in (r["last_message_ids"] or ())
-            if mid in found
-        }
-        out.append(_schedule(r, states))
-    return out
-
-
-def _schedule(row: Any, states: dict[str, ScheduleState]) -> Schedule:
-    return Schedule(
-        id=row[0],
-        account_id=row[1],
-        cron=row[2],
-        destination=row[3],
-        body=bytes(row[4]),
-        spec=codec.decode_spec(row[5]),
-        created_ms=row[6],
-        caller_ip=row[7],
-        delay_s=row[8],
-        queue_name=row[9],
-        labels=codec.decode_labels(row[10]),
-        flow=codec.decode_flow(row[11], row[12]),
-        paused=row[13],
-        last_fire_ms=row[14],
-        next_fire_ms=row[15],
-        last_states=states,
-        error=row[17],
-        version=row[18],
-    )
+    return [
+        codec.decode_schedule(r, codec.schedule_states(r["last_message_ids"] or (), found))
+        for r in rows
+    ]
 
 
 class ScheduleStore:
@@ -125,7 +91,7 @@ class ScheduleStore:
 
     async def due_schedules(self, *, now_ms: int, limit: int) -> list[Schedule]:
         rows = await self._db.fetch(Q["due_schedules"], now_ms, limit)
-        return [_schedule(r, {}) for r in rows]
+        return [codec.decode_schedule(r, {}) for r in rows]
 
     async def next_schedule_ms(self) -> int | None:
         found: int | None = await self._db.fetchval(Q["next_schedule"])

@@ -14,7 +14,6 @@ import orjson
 
 from homing.models import (
     InsertResult,
-    MessageState,
     NewMessage,
     Schedule,
     ScheduleState,
@@ -26,11 +25,6 @@ COLUMNS = (
     "id, account_id, cron, destination, body, spec, created_ms, caller_ip, delay_s, queue_name, "
     "labels, flow_key, flow, paused, last_fire_ms, next_fire_ms, last_message_ids, error, version"
 )
-_STATES = {
-    MessageState.DELIVERED.value: ScheduleState.SUCCESS,
-    MessageState.FAILED.value: ScheduleState.FAIL,
-    MessageState.CANCELED.value: ScheduleState.FAIL,
-}
 
 
 def _last_states(conn: sqlite3.Connection, raw_ids: str | None) -> dict[str, ScheduleState]:
@@ -40,31 +34,11 @@ def _last_states(conn: sqlite3.Connection, raw_ids: str | None) -> dict[str, Sch
     rows = conn.execute(
         f"SELECT id, state FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids
     ).fetchall()
-    found = dict(rows)
-    return {mid: _STATES.get(found[mid], ScheduleState.IN_PROGRESS) for mid in ids if mid in found}
+    return codec.schedule_states(ids, dict(rows))
 
 
 def _schedule(conn: sqlite3.Connection, row: Sequence[Any], *, states: bool) -> Schedule:
-    return Schedule(
-        id=row[0],
-        account_id=row[1],
-        cron=row[2],
-        destination=row[3],
-        body=bytes(row[4]),
-        spec=codec.decode_spec(row[5]),
-        created_ms=row[6],
-        caller_ip=row[7],
-        delay_s=row[8],
-        queue_name=row[9],
-        labels=codec.decode_labels(row[10]),
-        flow=codec.decode_flow(row[11], row[12]),
-        paused=bool(row[13]),
-        last_fire_ms=row[14],
-        next_fire_ms=row[15],
-        last_states=_last_states(conn, row[16]) if states else {},
-        error=row[17],
-        version=row[18],
-    )
+    return codec.decode_schedule(row, _last_states(conn, row[16]) if states else {})
 
 
 class ScheduleStore:
