@@ -15,15 +15,11 @@ from qstash import QStash
 from qstash import Receiver as SignatureReceiver
 from qstash.errors import QStashError
 
+from tests.support.http import api
 from tests.support.receiver import Receiver
 from tests.support.server import DEV_TOKEN, RunningServer
 
 ServerFactory = Callable[..., RunningServer]
-
-
-def api(server: RunningServer, token: str | None = DEV_TOKEN) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=server.base_url, headers=headers, timeout=10)
 
 
 @pytest.fixture

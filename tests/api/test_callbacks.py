@@ -9,24 +9,13 @@ import base64
 import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from qstash import QStash
 from qstash import Receiver as SignatureReceiver
 
 from tests.support.receiver import Received, Receiver, Reply
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(0.02)
+from tests.support.waiting import eventually
 
 
 def b64(text: str) -> bytes:

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from qstash import QStash
 from qstash.errors import QStashError
 
+from tests.support.http import api
 from tests.support.receiver import Received, Receiver, Reply
-from tests.support.server import DEV_TOKEN, RunningServer
-
-
-def api(server: RunningServer) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.base_url, headers={"Authorization": f"Bearer {DEV_TOKEN}"}, timeout=10
-    )
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(0.02)
+from tests.support.server import RunningServer
+from tests.support.waiting import eventually
 
 
 class Switch:

@@ -3,86 +3,22 @@ management endpoints, and the flow-control fields of messages and DLQ entries.""
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from qstash import QStash
 from qstash.errors import QStashError
 
-from tests.support.receiver import Received, Receiver, Reply
-from tests.support.server import DEV_TOKEN, RunningServer
+from tests.support.http import api, nowhere
+from tests.support.receiver import Concurrency, Receiver, Reply
+from tests.support.server import RunningServer
+from tests.support.waiting import eventually
 
 INFO_INTS = ("waitListSize", "parallelismMax", "parallelismCount", "rateMax", "rateCount")
 INFO_INTS += ("ratePeriod", "ratePeriodStart")
 INFO_BOOLS = ("isPaused", "isPinnedParallelism", "isPinnedRate")
-
-
-# Plain HTTP on loopback: one TLS context for every client instead of loading CA certs each time.
-_TLS = ssl.create_default_context()
-
-
-def api(server: RunningServer) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.base_url,
-        headers={"Authorization": f"Bearer {DEV_TOKEN}"},
-        timeout=10,
-        verify=_TLS,
-    )
-
-
-def nowhere(path: str) -> str:
-    """A destination for messages the test never lets be delivered (nothing listens there)."""
-    return f"http://127.0.0.1:9{path}"
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(0.02)
-
-
-class Overlap:
-    """A receiver rule that holds each request `hold_s` (or until `release`) and records start
-    times and the peak number of overlapping requests."""
-
-    def __init__(self, hold_s: float = 0.0, release: threading.Event | None = None) -> None:
-        self.hold_s = hold_s
-        self.release = release
-        self.starts: list[float] = []
-        self.current = 0
-        self.peak = 0
-        self._changed = threading.Condition()
-
-    def __call__(self, req: Received) -> Reply:
-        with self._changed:
-            self.starts.append(time.monotonic())
-            self.current += 1
-            self.peak = max(self.peak, self.current)
-            self._changed.notify_all()
-        try:
-            if self.release is not None:
-                self.release.wait(10)
-            elif self.hold_s:
-                time.sleep(self.hold_s)
-            return Reply(200, b"")
-        finally:
-            with self._changed:
-                self.current -= 1
-
-    def wait_started(self, count: int, timeout: float = 10.0) -> None:
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.starts) >= count, timeout):
-                raise AssertionError(f"expected {count} starts, got {len(self.starts)}")
 
 
 def publish_with_key(client: QStash, url: str, n: int, **flow: Any) -> list[str]:
@@ -188,7 +124,7 @@ def test_global_parallelism_reports_integers(client: QStash, server: RunningServ
 
 def test_global_parallelism_counts_deliveries_in_flight(client: QStash, receiver: Receiver) -> None:
     release = threading.Event()
-    rule = Overlap(release=release)
+    rule = Concurrency(release=release)
     receiver.on("/busy", rule)
     for i in range(2):
         client.message.publish(url=receiver.url("/busy"), body=str(i))
@@ -202,7 +138,7 @@ def test_global_parallelism_counts_deliveries_in_flight(client: QStash, receiver
 
 
 def test_parallelism_limit_is_never_exceeded(client: QStash, receiver: Receiver) -> None:
-    rule = Overlap(hold_s=0.05)
+    rule = Concurrency(hold_s=0.05)
     receiver.on("/par", rule)
     publish_with_key(client, receiver.url("/par"), 12, key="par2", parallelism=2)
     receiver.wait_for(12, "/par", timeout=15)
@@ -211,7 +147,7 @@ def test_parallelism_limit_is_never_exceeded(client: QStash, receiver: Receiver)
 
 def test_waiting_messages_show_in_the_wait_list(client: QStash, receiver: Receiver) -> None:
     release = threading.Event()
-    rule = Overlap(release=release)
+    rule = Concurrency(release=release)
     receiver.on("/wl", rule)
     publish_with_key(client, receiver.url("/wl"), 4, key="wl", parallelism=1)
     rule.wait_started(1)
@@ -226,7 +162,7 @@ def test_waiting_messages_show_in_the_wait_list(client: QStash, receiver: Receiv
 def test_rate_limit_starts_at_most_rate_deliveries_per_period(
     server: RunningServer, receiver: Receiver
 ) -> None:
-    rule = Overlap()
+    rule = Concurrency()
     receiver.on("/rate", rule)
     headers = {"Upstash-Flow-Control-Key": "rate5", "Upstash-Flow-Control-Value": "rate=5"}
     items = [

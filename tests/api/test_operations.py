@@ -13,10 +13,10 @@ from qstash import QStash
 
 from homing.cli import config_reference
 from tests.conftest import ServerFactory
+from tests.support.http import AUTH
 from tests.support.receiver import Receiver
 from tests.support.server import DEV_TOKEN, RunningServer
 
-AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerFactory
+from tests.support.http import AUTH
 from tests.support.otlp import (
     SPAN_KIND_CLIENT,
     SPAN_KIND_SERVER,
@@ -19,9 +20,7 @@ from tests.support.otlp import (
     OtlpCollector,
 )
 from tests.support.receiver import Received, Receiver, Reply
-from tests.support.server import DEV_TOKEN
 
-AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PUBLISHER_SPAN_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PUBLISHER_SPAN_ID}-01"

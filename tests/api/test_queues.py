@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,78 +11,17 @@ import pytest
 from qstash import QStash
 from qstash.errors import QStashError
 
-from tests.support.receiver import Received, Receiver, Reply
-from tests.support.server import DEV_TOKEN, RunningServer
+from tests.support.http import api as raw_client
+from tests.support.receiver import Concurrency, Received, Receiver, Reply
+from tests.support.server import RunningServer
+from tests.support.waiting import eventually
 
 QUEUE_KEYS = {"name", "parallelism", "createdAt", "updatedAt", "lag", "paused"}
 
 
-# Plain HTTP on loopback: one TLS context for every client instead of loading CA certs each time.
-_TLS = ssl.create_default_context()
-
-
 def api(server: RunningServer) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.base_url,
-        headers={"Authorization": f"Bearer {DEV_TOKEN}"},
-        timeout=30,
-        verify=_TLS,
-    )
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(0.02)
-
-
-class Concurrency:
-    """A receiver rule that records each request as it STARTS, answers after `hold_s` (or when
-    `release` is set, if given), and tracks how many requests overlapped.
-
-    (The shared receiver records a request only after its rule returns, so a rule that blocks
-    keeps its own record of what has started.)"""
-
-    def __init__(
-        self,
-        hold_s: float = 0.0,
-        reply: Callable[[Received], Reply] | None = None,
-        release: threading.Event | None = None,
-    ) -> None:
-        self.hold_s = hold_s
-        self.reply = reply or (lambda _: Reply(200, b""))
-        self.release = release
-        self.started: list[Received] = []
-        self.current = 0
-        self.peak = 0
-        self._changed = threading.Condition()
-
-    def __call__(self, req: Received) -> Reply:
-        with self._changed:
-            self.started.append(req)
-            self.current += 1
-            self.peak = max(self.peak, self.current)
-            self._changed.notify_all()
-        try:
-            if self.release is not None:
-                self.release.wait(10)
-            elif self.hold_s:
-                time.sleep(self.hold_s)
-            return self.reply(req)
-        finally:
-            with self._changed:
-                self.current -= 1
-
-    def wait_started(self, count: int, timeout: float = 10.0) -> list[Received]:
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.started) >= count, timeout):
-                raise AssertionError(f"expected {count} requests to start, got {len(self.started)}")
-            return list(self.started)
+    """The raw HTTP client, with the longer timeout these tests use."""
+    return raw_client(server, timeout=30)
 
 
 # -- upsert, get, list, delete -----------------------------------------------------------------

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from http.client import HTTPConnection
 from typing import Any
@@ -25,44 +23,17 @@ from qstash.schedule import ScheduleState
 
 from homing.clock import ManualClock
 from tests.conftest import ServerFactory
+from tests.support.http import api, nowhere
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import DEV_TOKEN, RunningServer
+from tests.support.waiting import eventually
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 
 
-# Plain HTTP on loopback: one TLS context for every client instead of loading CA certs each time.
-_TLS = ssl.create_default_context()
-
-
-def api(server: RunningServer) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.base_url,
-        headers={"Authorization": f"Bearer {DEV_TOKEN}"},
-        timeout=10,
-        verify=_TLS,
-    )
-
-
-def nowhere(path: str) -> str:
-    """A destination for schedules that never fire while the test runs (nothing listens)."""
-    return f"http://127.0.0.1:9{path}"
-
-
 def sdk(server: RunningServer) -> QStash:
     return QStash(DEV_TOKEN, base_url=server.base_url)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(0.02)
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Callable
 
-import httpx
 import pytest
 from qstash import QStash
 from qstash.errors import QStashError
 
+from tests.support.http import api, nowhere
 from tests.support.receiver import Receiver
-from tests.support.server import DEV_TOKEN, RunningServer
-
-# Plain HTTP on loopback: one TLS context for every client instead of loading CA certs each time.
-_TLS = ssl.create_default_context()
-
-
-def api(server: RunningServer) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.base_url,
-        headers={"Authorization": f"Bearer {DEV_TOKEN}"},
-        timeout=10,
-        verify=_TLS,
-    )
-
-
-def nowhere(path: str) -> str:
-    """An endpoint URL for tests that never publish (nothing listens there)."""
-    return f"http://127.0.0.1:9{path}"
+from tests.support.server import RunningServer
 
 
 def three_endpoints(client: QStash, url: Callable[[str], str], group: str = "team") -> list[str]:

@@ -13,18 +13,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 
-from tests.support.server import DEV_TOKEN, free_port
+from tests.support.http import AUTH
+from tests.support.server import free_port
 
 SINK_SCRIPT = Path(__file__).with_name("sink.py")
 HOMING = Path(sys.executable).with_name("homing")
-AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 # HOMING_SOAK is read once at import: the autouse fixture of tests/conftest.py removes every
 # HOMING_* variable from the environment before each test runs.
 SOAK = os.environ.get("HOMING_SOAK") == "1"
@@ -235,27 +235,3 @@ def publish_batches(
             assert answer.status_code == 201, answer.text
             ids.extend(r["messageId"] for r in answer.json())
     return ids
-
-
-def logs(base_url: str, **params: Any) -> Iterator[dict[str, Any]]:
-    """Every log entry matching `params`, newest first, following cursors."""
-    with httpx.Client(base_url=base_url, headers=AUTH, timeout=30) as client:
-        cursor: str | None = None
-        while True:
-            query = dict(params, count=1000)
-            if cursor:
-                query["cursor"] = cursor
-            page = client.get("/v2/logs", params=query).json()
-            yield from page["logs"]
-            cursor = page.get("cursor")
-            if not cursor:
-                return
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

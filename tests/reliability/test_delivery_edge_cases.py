@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.reliability.support import AUTH, SinkProcess, logs, wait_until
+from tests.reliability.support import SinkProcess
+from tests.support.http import AUTH, log_entries
 from tests.support.server import RunningServer
+from tests.support.waiting import wait_until
 
 
 def test_a_destination_with_a_non_ascii_path_is_delivered_percent_encoded(
@@ -26,9 +28,10 @@ def test_a_destination_with_a_non_ascii_path_is_delivered_percent_encoded(
             )
         assert answer.status_code == 201, answer.text
         wait_until(
-            lambda: list(logs(server.base_url, state="FAILED")) or sink.deliveries(), timeout=10
+            lambda: list(log_entries(server.base_url, state="FAILED")) or sink.deliveries(),
+            timeout=10,
         )
-        states = [e["state"] for e in logs(server.base_url)]
+        states = [e["state"] for e in log_entries(server.base_url)]
         raw_paths = [d[6] for d in sink.deliveries()]
     finally:
         sink.close()

@@ -18,13 +18,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.reliability.support import (
-    HomingProcess,
-    SinkProcess,
-    logs,
-    publish_batches,
-    wait_until,
-)
+from tests.reliability.support import HomingProcess, SinkProcess, publish_batches
+from tests.support.http import log_entries
+from tests.support.waiting import wait_until
 
 SHUTDOWN_TIMEOUT_S = 4.0
 EXIT_MARGIN_S = 3.0  # closing the store and the HTTP server after the grace period
@@ -61,11 +57,11 @@ def test_sigterm_finishes_attempts_in_flight_and_releases_only_what_is_still_ope
         seen_a = Counter(sink.ids())
         delivered_a = {
             e["messageId"]
-            for e in logs(homing.base_url, state="DELIVERED")
+            for e in log_entries(homing.base_url, state="DELIVERED")
             if e["messageId"] in slow_a
         }
         interrupted_a = [
-            e for e in logs(homing.base_url, state="ERROR") if e["messageId"] in set(slow_a)
+            e for e in log_entries(homing.base_url, state="ERROR") if e["messageId"] in set(slow_a)
         ]
 
         # 2. One-second attempts and hanging attempts in flight.
@@ -80,10 +76,10 @@ def test_sigterm_finishes_attempts_in_flight_and_releases_only_what_is_still_ope
         time.sleep(1.0)
         seen = Counter(sink.ids())
         retried_header = {d[0]: d[1] for d in sink.deliveries() if d[0] in hang}
-        delivered_b = {e["messageId"] for e in logs(homing.base_url, state="DELIVERED")}
+        delivered_b = {e["messageId"] for e in log_entries(homing.base_url, state="DELIVERED")}
         interrupted = Counter(
             e["messageId"]
-            for e in logs(homing.base_url, state="ERROR")
+            for e in log_entries(homing.base_url, state="ERROR")
             if "interrupted" in e.get("error", "")
         )
         log_text = homing.log_text()

@@ -24,16 +24,15 @@ import httpx
 import pytest
 
 from tests.reliability.support import (
-    AUTH,
     SOAK,
     SOAK_REASON,
     HomingProcess,
     RssMonitor,
     SinkProcess,
-    logs,
     publish_batches,
-    wait_until,
 )
+from tests.support.http import AUTH, log_entries
+from tests.support.waiting import wait_until
 
 HANGING = 1000
 RSS_LIMIT_MIB = 300
@@ -95,13 +94,13 @@ def run_hostile(tmp_path: Path, *, hanging: int) -> None:
             every = {mid for ids, _ in groups.values() for mid in ids}
 
             def finished() -> set[str]:
-                done = {e["messageId"] for e in logs(homing.base_url, state="DELIVERED")}
-                return done | {e["messageId"] for e in logs(homing.base_url, state="FAILED")}
+                done = {e["messageId"] for e in log_entries(homing.base_url, state="DELIVERED")}
+                return done | {e["messageId"] for e in log_entries(homing.base_url, state="FAILED")}
 
             assert wait_until(lambda: finished() >= every, timeout=60 + hanging / 50, interval=0.5)
         entries: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
         errors: dict[str, str] = {}
-        for e in logs(homing.base_url):
+        for e in log_entries(homing.base_url):
             entries[e["messageId"]][e["state"]].append(e["time"])
             if e["state"] == "ERROR":
                 errors[e["messageId"]] = e.get("error", "")

@@ -32,8 +32,8 @@ from tests.reliability.support import (
     integrity,
     publish_batches,
     state_counts,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 
 
 def run_kill_test(tmp_path: Path, *, messages: int, kills: int, seed: int) -> None:

@@ -29,14 +29,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability.support import (
-    AUTH,
-    HomingProcess,
-    SinkProcess,
-    integrity,
-    state_counts,
-    wait_until,
-)
+from tests.reliability.support import HomingProcess, SinkProcess, integrity, state_counts
+from tests.support.http import AUTH
+from tests.support.waiting import wait_until
 
 MESSAGES = 2000
 CLIENTS = 8

@@ -1,22 +1,17 @@
-"""Helpers for the security tests: a raw HTTP client, a recording resolver, log readers."""
+"""Helpers for the security tests: a raw HTTP client and a recording resolver."""
 
 from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import orjson
 from aiohttp.abc import ResolveResult
 
 from homing.destinations import ResolveFunc, make_static_resolver
 from tests.support.server import DEV_TOKEN
-
-AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 
 
 def raw_request(
@@ -92,26 +87,3 @@ class RecordingResolver:
     @property
     def resolve(self) -> ResolveFunc:
         return self
-
-
-def log_entries(base_url: str, **params: Any) -> Iterator[dict[str, Any]]:
-    with httpx.Client(base_url=base_url, headers=AUTH, timeout=30) as client:
-        cursor: str | None = None
-        while True:
-            query = dict(params, count=1000)
-            if cursor:
-                query["cursor"] = cursor
-            page = client.get("/v2/logs", params=query).json()
-            yield from page["logs"]
-            cursor = page.get("cursor")
-            if not cursor:
-                return
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

@@ -20,13 +20,14 @@ import httpx
 import orjson
 import pytest
 
-from tests.security.support import log_entries, raw_request, wait_until
+from tests.security.support import raw_request
+from tests.support.http import AUTH, log_entries
 from tests.support.receiver import Receiver, Reply
-from tests.support.server import DEV_TOKEN, RunningServer
+from tests.support.server import RunningServer
+from tests.support.waiting import wait_until
 
 LIMIT = 1024 * 1024
 BATCH_LIMIT = 2 * 1024 * 1024
-AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 
 
 @pytest.fixture

@@ -45,8 +45,9 @@ import pytest
 from qstash import Receiver as SignatureReceiver
 
 from homing.config import DEV_USERS
-from tests.reliability.support import SinkProcess, wait_until
+from tests.reliability.support import SinkProcess
 from tests.support.server import DEV_CURRENT_KEY, DEV_NEXT_KEY, DEV_TOKEN, RunningServer
+from tests.support.waiting import wait_until
 
 TS_DIR = Path(__file__).with_name("ts")
 DELIVERIES = 1000

@@ -34,9 +34,11 @@ from homing.clock import ManualClock
 from homing.destinations import DestinationPolicy, parse_destination_url
 from homing.models import MessageState
 from tests.security.guard import ConnectionGuard
-from tests.security.support import RecordingResolver, log_entries, raw_request, wait_until
+from tests.security.support import RecordingResolver, raw_request
+from tests.support.http import log_entries
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import RunningServer
+from tests.support.waiting import wait_until
 
 # Literal addresses in every encoding a URL parser or inet_aton accepts, and loopback names:
 # refused by the static check at the API, before anything is stored.

@@ -29,8 +29,9 @@ import httpx
 from starlette.routing import Route
 
 from homing.api.app import ROUTES
-from tests.reliability.support import HomingProcess, SinkProcess, wait_until
+from tests.reliability.support import HomingProcess, SinkProcess
 from tests.support.server import RunningServer
+from tests.support.waiting import wait_until
 
 
 def cli_token(data_dir: str | Path, *args: str) -> str:

@@ -30,6 +30,53 @@ class Reply:
     delay_s: float = 0.0
 
 
+class Concurrency:
+    """A receiver rule that records each request as it STARTS (the request in `started`, its
+    `time.monotonic()` in `starts`), answers after `hold_s` (or when `release` is set, if
+    given), and tracks how many requests overlapped (`current`, `peak`).
+
+    (The receiver records a request only after its rule returns, so a rule that blocks keeps
+    its own record of what has started.)"""
+
+    def __init__(
+        self,
+        hold_s: float = 0.0,
+        reply: Callable[[Received], Reply] | None = None,
+        release: threading.Event | None = None,
+    ) -> None:
+        self.hold_s = hold_s
+        self.reply = reply or (lambda _: Reply(200, b""))
+        self.release = release
+        self.started: list[Received] = []
+        self.starts: list[float] = []
+        self.current = 0
+        self.peak = 0
+        self._changed = threading.Condition()
+
+    def __call__(self, req: Received) -> Reply:
+        with self._changed:
+            self.started.append(req)
+            self.starts.append(time.monotonic())
+            self.current += 1
+            self.peak = max(self.peak, self.current)
+            self._changed.notify_all()
+        try:
+            if self.release is not None:
+                self.release.wait(10)
+            elif self.hold_s:
+                time.sleep(self.hold_s)
+            return self.reply(req)
+        finally:
+            with self._changed:
+                self.current -= 1
+
+    def wait_started(self, count: int, timeout: float = 10.0) -> list[Received]:
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.started) >= count, timeout):
+                raise AssertionError(f"expected {count} requests to start, got {len(self.started)}")
+            return list(self.started)
+
+
 class Receiver:
     """Answers 200 unless a path has a rule: `receiver.on("/fail", lambda req: Reply(500))`."""
 
