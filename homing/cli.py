@@ -74,6 +74,7 @@ SERVER_OPTIONS = (
     Option("--schedule-grace", "HOMING_SCHEDULE_GRACE", "seconds a missed cron tick may be late and still fire (once)", "3600", "3600", int),
     Option("--metrics-path", "HOMING_METRICS_PATH", "where Prometheus metrics are served; 'off' disables them", "/metrics", "/metrics"),
     Option("--metrics-token", "HOMING_METRICS_TOKEN", "if set, /metrics requires 'Authorization: Bearer <token>'", "-", "-"),
+    Option("--console-secret", "HOMING_CONSOLE_SECRET", "key that signs console sessions; give every node the same one to keep sign-ins across nodes and restarts (default: random per process)", "-", "-"),
     Option("--otel-endpoint", "HOMING_OTEL_ENDPOINT", "OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces: export OpenTelemetry spans of publishes and delivery attempts (needs pip install 'homing[otel]')", "-", "-"),
     Option(
         "--allow-unsafe-durability",
@@ -214,6 +215,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         metrics_path="" if metrics_path == "off" else metrics_path,
         metrics_token=args.metrics_token,
         otel_endpoint=args.otel_endpoint or None,
+        console_secret=args.console_secret or None,
         allow_unsafe_durability=dev or bool(args.allow_unsafe_durability),
         log_format=args.log_format or ("text" if dev else "json"),
     )

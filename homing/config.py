@@ -91,6 +91,7 @@ class Settings:
     metrics_path: str = "/metrics"  # "" turns the endpoint off
     metrics_token: str | None = None  # when set, /metrics needs `Authorization: Bearer <it>`
     otel_endpoint: str | None = None  # OTLP/HTTP traces URL; None: no spans (homing.telemetry)
+    console_secret: str | None = None  # signs console sessions; None: a random key per process
     log_format: str = "text"
     allow_unsafe_durability: bool = True  # serve: refuse PostgreSQL with fsync=off unless set
 

@@ -247,7 +247,7 @@ def create_app(
             await sender.close()
             await store.close()
 
-    routes = [*ROUTES, Mount("/console", app=create_console())]
+    routes = [*ROUTES, Mount("/console", app=create_console(settings.console_secret))]
     if settings.metrics_path:
         routes.append(Route(settings.metrics_path, metrics, methods=["GET"]))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

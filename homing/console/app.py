@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -11,6 +12,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from homing.console.auth import Signer
 from homing.console.context import ConsoleState
 from homing.console.pages import dlq, flow, keys, messages, overview, queues, schedules, session
 from homing.console.pages import url_groups as groups
@@ -94,7 +96,10 @@ ROUTES = [
 ]
 
 
-def create_console() -> Starlette:
+def create_console(secret: str | None = None) -> Starlette:
+    """The console app; sessions are signed with a key derived from `secret` (the same on every
+    node, so a sign-in holds across nodes and restarts) or with a random one."""
     app = Starlette(routes=ROUTES, middleware=[Middleware(SecurityHeaders)])
-    app.state.console = ConsoleState()
+    key = hashlib.sha256(b"homing-console|" + secret.encode()).digest() if secret else None
+    app.state.console = ConsoleState(signer=Signer(key))
     return app

@@ -1,9 +1,12 @@
 """Console sessions, CSRF tokens, the same-origin check and the sign-in throttle.
 
 A session is a cookie signed with HMAC-SHA256 under a secret drawn at random when the console is
-created: it holds the account id, whether the token was read-only, an expiry and a nonce, and
-never the token itself. Restarting the process signs everyone out, which is the price of not
-keeping a secret on disk.
+created, or derived from `--console-secret`: it holds the account id, the id of the token used
+to sign in (never the token itself), whether it was read-only, an expiry and a nonce. Every
+request checks that the token is still unrevoked, so revoking a token ends its console sessions
+on every node at once. Without a configured secret, restarting the process signs everyone out;
+with one, a session holds across nodes and restarts, and a sign-out ends it for good in the
+browser (the cookie is deleted) and on the node that served it.
 
 Every state-changing request must carry a CSRF token derived from the session (or, for the
 sign-in form, from a nonce cookie set with the form), and must not come from another origin.
@@ -48,6 +51,7 @@ class Session:
     read_only: bool
     expires_s: int
     nonce: str
+    token_id: str | None = None  # None: the dev-mode session that needs no sign-in
 
 
 class Signer:
@@ -88,11 +92,23 @@ class Sessions:
         # nonces until their sessions would have expired anyway.
         self._revoked: dict[str, int] = {}
 
-    def issue(self, account_id: str, *, read_only: bool) -> tuple[Session, str]:
+    def issue(
+        self, account_id: str, *, read_only: bool, token_id: str | None = None
+    ) -> tuple[Session, str]:
         session = Session(
-            account_id, read_only, int(time.time()) + SESSION_SECONDS, secrets.token_urlsafe(12)
+            account_id,
+            read_only,
+            int(time.time()) + SESSION_SECONDS,
+            secrets.token_urlsafe(12),
+            token_id,
         )
-        value = {"a": account_id, "r": read_only, "e": session.expires_s, "n": session.nonce}
+        value = {
+            "a": account_id,
+            "r": read_only,
+            "e": session.expires_s,
+            "n": session.nonce,
+            "t": token_id,
+        }
         return session, self._signer.sign("session", value)
 
     def read(self, cookie: str | None) -> Session | None:
@@ -102,7 +118,14 @@ class Sessions:
         if not isinstance(value, dict):
             return None
         try:
-            session = Session(str(value["a"]), bool(value["r"]), int(value["e"]), str(value["n"]))
+            token_id = value.get("t")
+            session = Session(
+                str(value["a"]),
+                bool(value["r"]),
+                int(value["e"]),
+                str(value["n"]),
+                None if token_id is None else str(token_id),
+            )
         except (KeyError, TypeError, ValueError):
             return None
         if session.expires_s <= time.time() or session.nonce in self._revoked:

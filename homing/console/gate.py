@@ -53,12 +53,18 @@ def _direct_host(request: Request) -> bool:
     return True
 
 
-def _viewer(request: Request, *, issue: bool) -> tuple[Viewer | None, str | None]:
+async def _viewer(request: Request, *, issue: bool) -> tuple[Viewer | None, str | None]:
     """The viewer, and a new session cookie to set when dev mode just made one."""
     sessions = state(request).sessions
     settings = services(request).settings
     cookie = request.cookies.get(SESSION_COOKIE)
     session = sessions.read(cookie)
+    if (
+        session is not None
+        and session.token_id is not None
+        and not await services(request).storage.token_active(session.token_id)
+    ):
+        session = None  # its token was revoked (on any node): signed out
     if session is not None and cookie:
         csrf = sessions.csrf_token(cookie)
         return Viewer(session.account_id, session.read_only, csrf, settings.mode), None
@@ -86,7 +92,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 def page(handler: PageHandler) -> Endpoint:
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
-        viewer, cookie = _viewer(request, issue=True)
+        viewer, cookie = await _viewer(request, issue=True)
         if viewer is None:
             return _to_login(request)
         try:
@@ -103,7 +109,7 @@ def page(handler: PageHandler) -> Endpoint:
 def api(handler: PageHandler) -> Endpoint:
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
-        viewer, _ = _viewer(request, issue=False)
+        viewer, _ = await _viewer(request, issue=False)
         if viewer is None:
             return JSON({"error": "sign in to the console first"}, status_code=401)
         try:
@@ -131,7 +137,7 @@ def action(*, write: bool = True) -> Callable[[ActionHandler], Endpoint]:
         async def endpoint(request: Request) -> Response:
             if not same_origin(request):
                 return refuse(request, None, "Cross-origin requests are refused.")
-            viewer, _ = _viewer(request, issue=False)
+            viewer, _ = await _viewer(request, issue=False)
             if viewer is None:
                 if services(request).settings.mode == "dev":
                     # Dev mode hands out sessions on any GET: a POST without one is forged.

@@ -108,6 +108,10 @@ class Storage(abc.ABC):
         """The principal of a valid, unrevoked token; None otherwise."""
 
     @abc.abstractmethod
+    async def token_active(self, token_id: str) -> bool:
+        """Whether the token with this id exists and is not revoked (console sessions)."""
+
+    @abc.abstractmethod
     async def signing_keys(self, account_id: str) -> SigningKeys:
         """The account's current and next signing keys."""
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -258,3 +261,40 @@ def test_destructive_actions_ask_first_without_script(
 def test_an_oversized_form_is_refused_not_crashed(serve: RunningServer) -> None:
     client = httpx.Client(base_url=serve.base_url, timeout=10)
     assert client.post("/console/login", data={"token": "x" * 70_000}).status_code == 413
+
+
+def _homing(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "homing", *args], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+@pytest.mark.sqlite_only("the tokens CLI finds the server's store by --data-dir (its SQLite file)")
+def test_revoking_a_token_ends_its_console_sessions_at_once(serve: RunningServer) -> None:
+    data = ["--data-dir", serve.settings.data_dir]
+    token = _homing("tokens", "create", "--account", "team-c", "--name", "ops", *data)
+    client = sign_in_http(serve, token.strip().splitlines()[-1])
+    assert client.get("/console/queues").status_code == 200
+
+    _homing("tokens", "revoke", "ops", *data)
+
+    again = client.get("/console/queues")
+    assert again.status_code == 303 and "/console/login" in again.headers["location"]
+
+
+def test_with_a_shared_console_secret_a_sign_in_holds_on_another_server(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    """Nodes behind one load balancer (or one node after a restart) given the same
+    --console-secret accept each other's sessions; servers without it do not."""
+    shared = "s3cret-shared-by-every-node"
+    first = start_server(mode="serve", console_secret=shared, data_dir=str(tmp_path / "a"))
+    second = start_server(mode="serve", console_secret=shared, data_dir=str(tmp_path / "b"))
+    stranger = start_server(mode="serve", data_dir=str(tmp_path / "c"))
+    cookie = sign_in_http(first).cookies.get(SESSION_COOKIE) or ""
+
+    same = httpx.get(second.base_url + "/console/queues", cookies={SESSION_COOKIE: cookie})
+    other = httpx.get(stranger.base_url + "/console/queues", cookies={SESSION_COOKIE: cookie})
+    assert same.status_code == 200
+    assert other.status_code == 303

@@ -63,6 +63,8 @@ async def test_created_tokens_are_listed_revoked_and_refused(storage: Storage) -
     assert "acct_new" in await storage.list_accounts()
     principal = await storage.authenticate("tok-1")
     assert principal is not None and principal.read_only and principal.token_id == info.id
+    assert await storage.token_active(info.id)
+    assert not await storage.token_active("tok_unknown")
 
     # Then its name cannot be reused while it is live
     with pytest.raises(InvalidRequest):
@@ -74,6 +76,7 @@ async def test_created_tokens_are_listed_revoked_and_refused(storage: Storage) -
     revoked = await storage.revoke_token("ci", now_ms=T0 + 3)
     assert revoked is not None and (revoked.id, revoked.revoked_ms) == (info.id, T0 + 3)
     assert await storage.authenticate("tok-1") is None
+    assert not await storage.token_active(info.id)
     assert await storage.revoke_token(info.id, now_ms=T0 + 4) is None
     again = await storage.create_token(
         ACCOUNT, "tok-3", name="ci", read_only=False, now_ms=T0 + 5, new_keys=KEYS

@@ -84,7 +84,9 @@ async def login(request: Request) -> Response:
     )
     if principal is None:
         return _form(request, target, "That token is not valid.", 401)
-    _, cookie = console.sessions.issue(principal.account_id, read_only=principal.read_only)
+    _, cookie = console.sessions.issue(
+        principal.account_id, read_only=principal.read_only, token_id=principal.token_id
+    )
     response = RedirectResponse(target, 303)
     set_session_cookie(request, response, cookie)
     response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)

@@ -278,6 +278,14 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         row = await self._read_now(lambda c: c.execute(Q["token_principal"], (digest,)).fetchone())
         return None if row is None else Principal(row[0], bool(row[1]), row[2])
 
+    async def token_active(self, token_id: str) -> bool:
+        row = await self._read_now(
+            lambda c: c.execute(
+                "SELECT 1 FROM tokens WHERE id = ? AND revoked_ms IS NULL", (token_id,)
+            ).fetchone()
+        )
+        return row is not None
+
     async def signing_keys(self, account_id: str) -> SigningKeys:
         row = await self._read(lambda c: c.execute(Q["account_keys"], (account_id,)).fetchone())
         if row is None:
