@@ -13,6 +13,7 @@ from qstash import QStash
 
 from homing.cli import config_reference
 from tests.conftest import ServerFactory
+from tests.support.cli import homing
 from tests.support.http import AUTH
 from tests.support.receiver import Receiver
 from tests.support.server import DEV_TOKEN, RunningServer
@@ -82,30 +83,23 @@ def test_trace_context_reaches_the_receiver(server: RunningServer, receiver: Rec
     assert "traceparent" not in message.text  # kept outside the visible headers
 
 
-def _homing(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "homing", *args], capture_output=True, text=True, check=True
-    )
-    return done.stdout
-
-
 @pytest.mark.sqlite_only("the tokens CLI finds the server's store by --data-dir (its SQLite file)")
 def test_tokens_created_by_the_cli_work_and_revocation_is_immediate(server: RunningServer) -> None:
     data = ["--data-dir", server.settings.data_dir]
-    out = _homing("tokens", "create", "--account", "team-a", "--name", "ci", *data)
+    out = homing("tokens", "create", "--account", "team-a", "--name", "ci", *data)
     token = out.strip().splitlines()[-1]
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.get(server.base_url + "/v2/queues", headers=headers).json() == []
-    assert "ci" in _homing("tokens", "list", *data)
-    assert token not in _homing("tokens", "list", *data)  # never shown again
+    assert "ci" in homing("tokens", "list", *data)
+    assert token not in homing("tokens", "list", *data)  # never shown again
 
-    _homing("tokens", "revoke", "ci", *data)
+    homing("tokens", "revoke", "ci", *data)
     assert httpx.get(server.base_url + "/v2/queues", headers=headers).status_code == 401
 
 
 @pytest.mark.sqlite_only("the tokens CLI finds the server's store by --data-dir (its SQLite file)")
 def test_read_only_tokens_cannot_change_anything(server: RunningServer) -> None:
-    out = _homing(
+    out = homing(
         "tokens",
         "create",
         "--account",
@@ -144,7 +138,7 @@ def test_import_copies_schedules_groups_and_queues_once(
     args = ["import", "--from-url", source.base_url, "--from-token", DEV_TOKEN,
             "--to-url", target.base_url, "--to-token", DEV_TOKEN]  # fmt: skip
 
-    dry = _homing(*args, "--dry-run")
+    dry = homing(*args, "--dry-run")
     assert "would: schedule nightly" in dry
     assert QStash(DEV_TOKEN, base_url=target.base_url).schedule.list() == []
 
@@ -158,7 +152,7 @@ def test_import_copies_schedules_groups_and_queues_once(
     assert dst.queue.get("orders").parallelism == 3
     assert dst.url_group.get("fanout").endpoints[0].name == "a"
 
-    assert "nothing to do" in _homing(*args)
+    assert "nothing to do" in homing(*args)
 
 
 def test_configuration_reference_is_generated_from_the_code() -> None:

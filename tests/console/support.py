@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support import waiting
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import DEV_TOKEN, RunningServer
 
@@ -61,14 +61,8 @@ def publish(client: httpx.Client, url: str, body: str | bytes = "hi", **headers:
 
 
 def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(0.05)
+    """`tests.support.waiting.eventually` with the console tests' longer default (a browser)."""
+    return waiting.eventually(check, timeout)
 
 
 def dlq_ids(client: httpx.Client) -> dict[str, str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,6 +15,7 @@ from homing.models import SigningKeys
 from tests.conftest import ServerFactory
 from tests.console.conftest import CSRF, csrf_of, sign_in_http
 from tests.console.support import api, dlq_ids, eventually, publish
+from tests.support.cli import homing
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import DEV_TOKEN, RunningServer
 
@@ -263,21 +262,14 @@ def test_an_oversized_form_is_refused_not_crashed(serve: RunningServer) -> None:
     assert client.post("/console/login", data={"token": "x" * 70_000}).status_code == 413
 
 
-def _homing(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "homing", *args], capture_output=True, text=True, check=True
-    )
-    return done.stdout
-
-
 @pytest.mark.sqlite_only("the tokens CLI finds the server's store by --data-dir (its SQLite file)")
 def test_revoking_a_token_ends_its_console_sessions_at_once(serve: RunningServer) -> None:
     data = ["--data-dir", serve.settings.data_dir]
-    token = _homing("tokens", "create", "--account", "team-c", "--name", "ops", *data)
+    token = homing("tokens", "create", "--account", "team-c", "--name", "ops", *data)
     client = sign_in_http(serve, token.strip().splitlines()[-1])
     assert client.get("/console/queues").status_code == 200
 
-    _homing("tokens", "revoke", "ops", *data)
+    homing("tokens", "revoke", "ops", *data)
 
     again = client.get("/console/queues")
     assert again.status_code == 303 and "/console/login" in again.headers["location"]
