@@ -145,7 +145,8 @@ class Writer:
                 await asyncio.sleep(0)
         except BaseException as exc:
             # Nothing may wait forever on a writer that is gone: fail what was taken and queued.
-            log.exception("the SQLite writer stopped", extra={"event": "storage.writer_failed"})
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("the SQLite writer stopped", extra={"event": "storage.writer_failed"})
             failure = StorageUnavailable(f"the SQLite writer stopped: {exc!r}")
             pending, self._ops = batch + self._ops, []
             _settle(pending, [(False, failure)] * len(pending))
