@@ -7,6 +7,7 @@ storage, clock and resolver.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -42,6 +43,7 @@ from homing.delivery.outcome import Policy
 from homing.delivery.sender import Sender
 from homing.destinations import DestinationPolicy, ResolveFunc
 from homing.errors import HomingError, StorageUnavailable
+from homing.health import Health
 from homing.metrics import Metrics
 from homing.models import SigningKeys
 from homing.scheduler.loop import Scheduler
@@ -94,12 +96,24 @@ async def healthz(request: Request) -> Response:
     return JSON({"status": "ok"})
 
 
+# A probe must answer quickly even when the database stalls: a stalled store is unready.
+READY_PING_TIMEOUT_S = 0.8
+
+
 async def readyz(request: Request) -> Response:
     svc: Services = request.state.services
+    problems = svc.health.problems()
     try:
-        await svc.storage.ping()
+        await asyncio.wait_for(svc.storage.ping(), READY_PING_TIMEOUT_S)
+    except TimeoutError:
+        problems["storage"] = f"the store did not answer within {READY_PING_TIMEOUT_S} s"
     except Exception as exc:
-        return JSON({"status": "unavailable", "error": str(exc)}, status_code=503)
+        problems["storage"] = str(exc) or type(exc).__name__
+    if problems:
+        reason = "; ".join(f"{name}: {text}" for name, text in sorted(problems.items()))
+        return JSON(
+            {"status": "unavailable", "error": reason, "problems": problems}, status_code=503
+        )
     return JSON({"status": "ready"})
 
 
@@ -196,6 +210,7 @@ def create_app(
                 )
             log.warning(warning, extra={"event": "storage.unsafe_durability"})
         registry = Metrics()
+        health = Health()
         sender = Sender(
             allow_private=settings.allow_private_destinations,
             max_timeout_s=settings.limits.max_timeout_s,
@@ -236,6 +251,7 @@ def create_app(
                 scheduler=scheduler,
                 metrics=registry,
                 telemetry=telemetry,
+                health=health,
             )
             app.state.services = services
             yield {"services": services}

@@ -11,6 +11,7 @@ from homing.config import Settings
 from homing.delivery.engine import DeliveryEngine
 from homing.destinations import DestinationPolicy
 from homing.errors import ReadOnlyToken, Unauthorized
+from homing.health import Health
 from homing.metrics import Metrics
 from homing.models import Principal
 from homing.scheduler.loop import Scheduler
@@ -28,6 +29,7 @@ class Services:
     scheduler: Scheduler
     metrics: Metrics
     telemetry: Telemetry | None = None
+    health: Health = field(default_factory=Health)
     known_queues: set[tuple[str, str]] = field(default_factory=set)  # see queues.check_quota
 
     async def principal(self, request: Request, *, write: bool) -> Principal:
