@@ -40,7 +40,6 @@ from __future__ import annotations
 import copy
 import functools
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -146,8 +145,8 @@ class CronSchedule:
 
     @classmethod
     def parse(cls, text: str, *, now_ms: int | None = None) -> CronSchedule:
-        """Validate `text`; raise InvalidRequest naming the problem. The expression must fire
-        within 5 years after `now_ms` (default: the current time)."""
+        """Validate `text`; raise InvalidRequest naming the problem. Given `now_ms` (a new
+        expression), it must also fire within 5 years after it."""
         trimmed = text.strip()
         zone, body = "UTC", trimmed
         prefix = _PREFIX.match(trimmed)
@@ -183,8 +182,8 @@ class CronSchedule:
             schedule._iterator(datetime(2000, 1, 1))
         except (CroniterError, ValueError, TypeError, KeyError) as exc:
             raise _invalid(trimmed, str(exc) or type(exc).__name__) from None
-        start = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        if next(schedule._fires(start), None) is None:
+        # Without `now_ms` the caller re-parses a stored expression, checked when it was stored.
+        if now_ms is not None and next(schedule._fires(now_ms), None) is None:
             raise _invalid(trimmed, f"it never fires within the next {HORIZON_YEARS} years")
         return schedule
 
