@@ -146,6 +146,23 @@ async def start_framework(log_dir: Path) -> Child:
     return child
 
 
+async def start_relay(log_dir: Path, data_root: Path, *, label: str) -> Homing:
+    """The naive durable relay (bench/relay.py), wrapped like Homing so that the same scenarios
+    measure both."""
+    port = free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix=f"relay-{label}-", dir=data_root))
+    argv = [PYTHON, "-m", "bench.relay", "--port", str(port), "--data-dir", str(data_dir)]
+    child = Child(f"relay[{label}]", argv, log_dir / f"relay-{label}.log", port)
+    await child.start(_env())
+    try:
+        await child.wait_ready(f"http://{LOOPBACK}:{port}/readyz")
+    except ProcessFailed:
+        await child.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    return Homing(child, data_dir, None)
+
+
 @dataclass
 class Homing:
     child: Child

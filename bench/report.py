@@ -128,11 +128,56 @@ def _pass(value: float, ok: Callable[[float], bool]) -> bool | None:
     return None if math.isnan(value) else ok(value)
 
 
+def reference_rows(reference: dict[str, Reps], ceilings: dict[str, Reps]) -> list[Row]:
+    """The naive relay (bench/relay.py): its own ratio to the client->sink ceiling shows a
+    relay that ran slow in this run, which would flatter Homing's ratio to it."""
+    sec = "reference: naive durable relay"
+    rows: list[Row] = []
+    sink_ceiling = spread(ceilings.get("sink", []), lambda r: r["rps"]).median
+    if e2e := reference.get("e2e"):
+        rows.append(
+            Row(
+                sec,
+                "end-to-end delivered (publish -> 2xx at sink)",
+                "msg/s",
+                spread(e2e, lambda r: r["rps"]),
+                "client->sink",
+                sink_ceiling,
+                note=f"lost {sum(r['lost'] for r in e2e)}",
+            )
+        )
+        rows.append(
+            Row(
+                sec,
+                "relay CPU per message, publish to delivery",
+                "ms",
+                spread(e2e, lambda r: r["homing_cpu_ms_per_message"]),
+            )
+        )
+    if lat := reference.get("latency"):
+        for q in ("p50", "p99", "max"):
+            rows.append(
+                Row(
+                    sec,
+                    f"latency publish->delivery @rate, {q}",
+                    "ms",
+                    spread(lat, lambda r, q=q: r["latency_ms"][q]),
+                )
+            )
+    return rows
+
+
 def homing_rows(
-    backend: str, results: dict[str, Reps], ceilings: dict[str, Reps], *, queued_target: int
+    backend: str,
+    results: dict[str, Reps],
+    ceilings: dict[str, Reps],
+    *,
+    reference: dict[str, Reps] | None = None,
+    queued_target: int,
 ) -> list[Row]:
     sec = f"homing ({backend})"
     rows: list[Row] = []
+    reference = reference or {}
     sink_ceiling = spread(ceilings.get("sink", []), lambda r: r["rps"]).median
     fw_ceiling = spread(ceilings.get("framework", []), lambda r: r["rps"]).median
     # CPU floors: serving one publish-shaped request, and making one aiohttp request.
@@ -197,6 +242,18 @@ def homing_rows(
         )
         row.passed = _pass(row.ratio, lambda x: x >= 0.5)
         rows.append(row)
+        if ref := reference.get("e2e"):
+            vs = Row(
+                sec,
+                "end-to-end delivered, against the naive relay",
+                "msg/s",
+                spread(e2e, lambda r: r["rps"]),
+                "relay",
+                spread(ref, lambda r: r["rps"]).median,
+                ">= 1.6x relay",
+            )
+            vs.passed = _pass(vs.ratio, lambda x: x >= 1.6)
+            rows.append(vs)
         lost = sum(r["lost"] for r in e2e)
         dup = sum(r["duplicates"] for r in e2e)
         n = sum(r["published"] for r in e2e)
@@ -227,17 +284,19 @@ def homing_rows(
                 spread(e2e, lambda r: r["homing_loop_thread_cores"]),
             )
         )
-        rows.append(
-            Row(
-                sec,
-                "Homing CPU per message, publish to delivery",
-                "ms",
-                spread(e2e, lambda r: r["homing_cpu_ms_per_message"]),
-                "framework+client CPU",
-                fw_cpu + client_cpu,
-                cost=True,
-            )
+        # A cost row's ratio is floor / figure: "<= 2x the floor" is a ratio >= 0.5.
+        cpu = Row(
+            sec,
+            "Homing CPU per message, publish to delivery",
+            "ms",
+            spread(e2e, lambda r: r["homing_cpu_ms_per_message"]),
+            "framework+client CPU",
+            fw_cpu + client_cpu,
+            "<= 2x framework+client (ratio >= 0.5)",
+            cost=True,
         )
+        cpu.passed = _pass(cpu.ratio, lambda x: x >= 0.5)
+        rows.append(cpu)
 
     if lat := results.get("latency"):
         p50 = Row(
@@ -276,6 +335,33 @@ def homing_rows(
             )
         p50.note = "; ".join(notes)
         rows += [p50, p99, mx]
+        if ref := reference.get("latency"):
+            vs = Row(
+                sec,
+                "latency p50 @rate, against the naive relay",
+                "ms",
+                spread(lat, lambda r: r["latency_ms"]["p50"]),
+                "relay p50",
+                spread(ref, lambda r: r["latency_ms"]["p50"]).median,
+                "<= 2x relay p50 (ratio >= 0.5)",
+                cost=True,
+            )
+            vs.passed = _pass(vs.ratio, lambda x: x >= 0.5)
+            rows.append(vs)
+
+    if high := results.get("latency_high"):
+        rate = high[0]["offered_rps"]
+        for q, target in (("p50", ""), ("p99", "<= 20 ms"), ("max", "")):
+            row = Row(
+                sec,
+                f"latency publish->delivery @{rate:.0f}/s, {q}",
+                "ms",
+                spread(high, lambda r, q=q: r["latency_ms"][q]),
+                target=target,
+            )
+            if target:
+                row.passed = _pass(row.spread.median, lambda x: x <= 20)
+            rows.append(row)
 
     if dl := results.get("delayed"):
         vs = "lateness_vs_send_ms"

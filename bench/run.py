@@ -45,6 +45,7 @@ from bench.procs import (
     ProcessFailed,
     start_framework,
     start_homing,
+    start_relay,
     start_sink,
     stop_homing,
 )
@@ -54,12 +55,13 @@ from bench.trace import render as render_trace
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-SCENARIOS = ("publish", "e2e", "latency", "delayed", "failures", "memory")
+SCENARIOS = ("relay", "publish", "e2e", "latency", "latency_high", "delayed", "failures", "memory")
 Scenario = Callable[[Ctx, Homing, int], Awaitable[dict[str, Any]]]
 RUNNERS: dict[str, Scenario] = {
     "publish": scenarios.publish,
     "e2e": scenarios.end_to_end,
     "latency": scenarios.latency,
+    "latency_high": scenarios.latency_high,
     "delayed": scenarios.delayed,
     "failures": scenarios.failures,
 }
@@ -85,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--latency-seconds", type=float, help="length of each latency run (default 10; quick 2)"
+    )
+    p.add_argument(
+        "--high-rate", type=float, default=1000.0, help="open-loop rate of latency_high (msg/s)"
     )
     p.add_argument("--delay", type=float, default=2.0, help="Upstash-Delay of the delayed run (s)")
     p.add_argument(
@@ -175,6 +180,7 @@ def build_config(a: argparse.Namespace) -> Config:
         fail_rate=a.fail_rate,
         backoff_scale=a.backoff_scale if a.backoff_scale is not None else (0.05 if quick else 1.0),
         hold=a.hold,
+        high_rate=a.high_rate,
         stall_timeout_s=10.0 if quick else 30.0,
     )
 
@@ -357,9 +363,22 @@ async def run_scenario(run: Run, ctx: Ctx, backend: Backend, name: str, rep: int
             run.log(render_trace(str(homing.trace_path)))
 
 
+async def run_reference(run: Run, ctx: Ctx, name: str, rep: int) -> dict[str, Any]:
+    """One scenario against the naive relay (bench/relay.py), started fresh for it."""
+    relay = await start_relay(run.work_dir, run.data_root, label=f"{name}-{rep}")
+    try:
+        await run.quiet()
+        watch = CpuWatch([relay.pid, ctx.sink.pid, ctx.framework.pid])
+        result = await RUNNERS[name](ctx, relay, rep)
+        result["cpu"] = watch.stop()
+        return result
+    finally:
+        await stop_homing(relay)
+
+
 def _brief(name: str, r: dict[str, Any]) -> str:
     """One progress line per measurement."""
-    if name == "latency":
+    if name.startswith("latency"):
         lat = r["latency_ms"]
         return (
             f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max {lat['max']:.1f} ms, "
@@ -380,9 +399,7 @@ def _brief(name: str, r: dict[str, Any]) -> str:
     if name == "failures":
         return f"first attempts {r['first_attempt_rps']:,.0f}/s, lost {r['lost']}"
     if name == "e2e":
-        return (
-            f"{r['rps']:,.0f} delivered/s, lost {r['lost']}, Homing {r['homing_cores']:.2f} cores"
-        )
+        return f"{r['rps']:,.0f} delivered/s, lost {r['lost']}, {r['homing_cores']:.2f} cores"
     if "rps" in r:
         return f"{r['rps']:,.0f}/s"
     if "request_ms" in r:
@@ -501,6 +518,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     run.log(f"postgresql skipped: {reason}")
 
             ceilings: dict[str, list[dict[str, Any]]] = {"sink": [], "framework": [], "floor": []}
+            reference: dict[str, list[dict[str, Any]]] = {}
             results: dict[str, dict[str, list[dict[str, Any]]]] = {b.name: {} for b in backends}
             for rep in range(cfg.repetitions):
                 run.log(f"repetition {rep + 1}/{cfg.repetitions}")
@@ -515,9 +533,14 @@ async def main_async(args: argparse.Namespace) -> int:
                     r["cpu"] = watch.stop()
                     ceilings[name].append(r)
                     run.log(f"  ceiling {name}: {_brief(name, r)}")
+                if "relay" in selected:
+                    for name in ("e2e", "latency"):
+                        r = await run_reference(run, ctx, name, rep)
+                        reference.setdefault(name, []).append(r)
+                        run.log(f"  naive relay {name}: {_brief(name, r)}")
                 for backend in backends:
                     for name in selected:
-                        if name == "ceilings":
+                        if name in ("ceilings", "relay"):
                             continue
                         r = await run_scenario(run, ctx, backend, name, rep)
                         results[backend.name].setdefault(name, []).append(r)
@@ -535,10 +558,14 @@ async def main_async(args: argparse.Namespace) -> int:
                     await child.stop()
             shutil.rmtree(run.data_root, ignore_errors=True)
 
-    rows = report.ceiling_rows(ceilings)
+    rows = report.ceiling_rows(ceilings) + report.reference_rows(reference, ceilings)
     for backend in backends:
         rows += report.homing_rows(
-            backend.name, results[backend.name], ceilings, queued_target=1_000_000
+            backend.name,
+            results[backend.name],
+            ceilings,
+            reference=reference,
+            queued_target=1_000_000,
         )
     rows += report.backend_rows(results)
     run.notes += report.noise_notes(ceilings, results)
@@ -560,6 +587,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "table": text,
         "markdown": report.markdown(rows),
         "ceilings": ceilings,
+        "reference": reference,
         "results": results,
         "skipped": skipped,
         "notes": list(dict.fromkeys(run.notes)),

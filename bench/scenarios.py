@@ -14,11 +14,15 @@ independent and the store does not grow from one to the next):
   * `end_to_end` N publishes as fast as they are accepted; delivered/s = N / (last arrival at
                  the sink - first publish sent); every id must arrive.
   * `latency`    open loop at `rate`/s; latency = sink arrival - publish send, per message.
+  * `latency_high` the same at `high_rate`/s.
   * `delayed`    the same with `Upstash-Delay`; lateness = arrival - (send + delay), and
                  arrival - notBefore (read back from GET /v2/messages/{id}).
   * `failures`   as end_to_end, with the sink failing a share of first attempts; first-attempt
                  throughput = first attempts / (last first attempt - first publish).
   * `memory`     fill N messages due in an hour through /v2/batch; RSS and store size.
+
+The reference (bench/relay.py, a naive durable relay) runs `end_to_end` and `latency` too, so
+Homing's figures can be read as ratios to what an afternoon's relay does on the same machine.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class Config:
     fail_rate: float
     backoff_scale: float
     hold: str  # "delay" or "queue"
+    high_rate: float = 1000.0
     body_size: int = 200
     stall_timeout_s: float = 30.0
 
@@ -385,9 +390,15 @@ async def failures(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
 
 
 async def _open_loop(
-    ctx: Ctx, homing: Homing, name: str, extra_headers: list[tuple[str, str]]
+    ctx: Ctx,
+    homing: Homing,
+    name: str,
+    extra_headers: list[tuple[str, str]],
+    *,
+    rate: float | None = None,
 ) -> tuple[dict[str, Any], Arrivals, list[str], list[int]]:
     cfg = ctx.cfg
+    rate = rate or cfg.latency_rate
     await reset_sink(ctx)
     job = publish_job(
         ctx,
@@ -395,13 +406,13 @@ async def _open_loop(
         f"/v2/publish/{ctx.sink_url}",
         extra_headers=extra_headers,
         mode="open",
-        rate=cfg.latency_rate,
-        count=cfg.latency_messages,
-        warmup=cfg.latency_warmup,
+        rate=rate,
+        count=max(1, round(rate * cfg.latency_seconds)),
+        warmup=max(1, round(rate * 0.5)),
         concurrency=16,
     )
     result = await run_loadgen(job, ctx.work_dir, name)
-    expected = result["ok"] + cfg.latency_warmup  # warm-up messages arrive too
+    expected = result["ok"] + job["warmup"]  # warm-up messages arrive too
     if not await wait_for_sink(ctx, expected):
         ctx.notes.append(f"{name}: gave up waiting for deliveries")
     arrivals = await sink_arrivals(ctx)
@@ -414,8 +425,13 @@ async def _open_loop(
     return result, arrivals, ids, sends
 
 
-async def latency(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
-    result, arrivals, ids, sends = await _open_loop(ctx, homing, f"latency-{rep}", [])
+async def latency(
+    ctx: Ctx, homing: Homing, rep: int, *, rate: float | None = None
+) -> dict[str, Any]:
+    rate = rate or ctx.cfg.latency_rate
+    result, arrivals, ids, sends = await _open_loop(
+        ctx, homing, f"latency-{rate:.0f}-{rep}", [], rate=rate
+    )
     samples = [
         arrivals.first_ok_ns[i] - s
         for i, s in zip(ids, sends, strict=True)
@@ -427,7 +443,7 @@ async def latency(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
     span = (max(arrived) - min(sends)) / 1e9 if arrived and sends else 0.0
     return {
         "latency_ms": _latency_summary(samples),
-        "offered_rps": ctx.cfg.latency_rate,
+        "offered_rps": rate,
         "delivered_rps": len(arrived) / span if span > 0 else 0.0,
         "publish_request_ms": _request_latency(result),
         "published": len(ids),
@@ -435,6 +451,11 @@ async def latency(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
         "schedule_lag_ms": result.get("schedule_lag_ms"),
         "max_inflight_publishes": result.get("max_inflight"),
     }
+
+
+async def latency_high(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
+    """The latency run at the higher rate (`--high-rate`, default 1,000 msg/s)."""
+    return await latency(ctx, homing, rep, rate=ctx.cfg.high_rate)
 
 
 async def _not_before(ctx: Ctx, homing: Homing, ids: list[str]) -> dict[str, int]:
