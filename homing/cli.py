@@ -229,6 +229,32 @@ def store_url(args: argparse.Namespace) -> str:
     return "sqlite:///" + os.path.join(args.data_dir or ".homing", "homing.db")
 
 
+def unwritable_store(url: str) -> str | None:
+    """Why a server could not write its SQLite store, checked before anything is created."""
+    import errno
+    import os
+
+    from homing.config import sqlite_path
+
+    if not url.startswith("sqlite:"):
+        return None
+    folder = os.path.dirname(os.path.abspath(sqlite_path(url)))
+    existing = folder
+    while not os.path.isdir(existing):  # the nearest folder that exists will hold the new ones
+        existing = os.path.dirname(existing)
+    # access() also answers "no" on a read-only filesystem for root, who may write anywhere else.
+    if os.access(existing, os.W_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    cause = os.strerror(errno.EROFS if read_only else errno.EACCES)
+    return (
+        f"cannot write to the data directory {folder}: {cause}; Homing needs a writable --data-dir"
+    )
+
+
 def banner(settings: Any) -> str:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base = f"http://{host}:{settings.port}"
@@ -357,6 +383,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     from homing.server import serve
 
     settings = settings_from_args(args)
+    if problem := unwritable_store(settings.store_url):
+        raise SystemExit(f"homing: {problem}")
     configure_logging(args.log_level or "info", settings.log_format)
     print(banner(settings), flush=True)
     serve(settings, log_level=(args.log_level or "info").lower())
