@@ -28,7 +28,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability.support import HOMING, HomingProcess, SinkProcess, integrity
+from tests.reliability.support import HomingProcess, SinkProcess, integrity
+from tests.support.cli import run_homing
 from tests.support.http import AUTH
 from tests.support.server import free_port
 from tests.support.waiting import wait_until
@@ -158,12 +159,6 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, float, str]]:
     }
 
 
-def _start_and_fail(data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOMING_", "QSTASH_"))}
-    command = [str(HOMING), "dev", "--port", str(free_port()), "--data-dir", str(data_dir)]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=30)
-
-
 def test_a_read_only_data_directory_stops_the_start_with_a_clear_error(
     small_filesystem: Path, tmp_path: Path
 ) -> None:
@@ -175,7 +170,7 @@ def test_a_read_only_data_directory_stops_the_start_with_a_clear_error(
     before = _snapshot(small_filesystem)
 
     for data_dir in (small_filesystem / "data", small_filesystem / "new"):
-        done = _start_and_fail(data_dir)
+        done = run_homing("dev", "--port", str(free_port()), "--data-dir", str(data_dir))
         assert done.returncode != 0
         output = done.stdout + done.stderr
         assert f"cannot write to the data directory {data_dir}: Read-only file system" in output
