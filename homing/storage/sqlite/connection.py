@@ -167,10 +167,6 @@ class Writer:
         if self._problem is not None:
             health.fail(HEALTH_CHECK, self._problem)
 
-    @property
-    def disk_full(self) -> bool:
-        return self._full
-
     async def start(self) -> None:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="homing-sqlite-writer")
         self._closing = False
@@ -308,7 +304,7 @@ class Writer:
                     if not single:
                         conn.execute("RELEASE op")
                 except Exception as exc:
-                    failure = self._failure(exc)
+                    failure = self._op_failure(exc)
                     if single:
                         conn.execute("ROLLBACK")
                         return [(False, failure)]
@@ -330,13 +326,21 @@ class Writer:
 
     # -- write failures: a full disk, I/O errors ----------------------------------------------
 
-    def _failure(self, exc: Exception) -> Exception:
-        """What the caller of a failed operation gets; notes a full disk or an I/O error."""
+    def _op_failure(self, exc: Exception) -> Exception:
+        """What the caller of one failed operation gets: its own error (a constraint its code
+        relies on, a bad value), unless the disk is full."""
         if _is_full(exc):
             self._enter_full_mode()
             return StorageFull(self._full_message())
-        if not isinstance(exc, sqlite3.Error):
-            return exc  # the operation's own error (a constraint it checks, a bad value)
+        if _is_io_error(exc):
+            self._report(f"writes to {self._path} fail: {exc}")
+        return exc
+
+    def _failure(self, exc: sqlite3.Error) -> Exception:
+        """What every caller of a failed transaction (BEGIN or COMMIT) gets."""
+        if _is_full(exc):
+            self._enter_full_mode()
+            return StorageFull(self._full_message())
         if _is_io_error(exc):
             self._report(f"writes to {self._path} fail: {exc}")
         return StorageUnavailable(f"SQLite transaction failed: {exc}")
