@@ -17,6 +17,7 @@ version knows) before it copies it into an empty data directory the same way.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -142,7 +143,25 @@ def restore(backup_file: str, store: str) -> StoreSummary:
         with _connection(backup_file, read_only=True) as source:
             summary = _check(source, backup_file)
             os.makedirs(folder, exist_ok=True)
-            _copy(source, store)
+            with _server_lock(store):
+                _copy(source, store)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot restore {backup_file}: {exc}") from exc
     return summary
+
+
+@contextlib.contextmanager
+def _server_lock(store: str) -> Iterator[None]:
+    """Hold the lock a server takes on `store` (see SqliteStorage._lock): a server started on
+    the same folder meanwhile refuses to start (the store is in use) instead of racing it."""
+    fd = os.open(store + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupError(f"a Homing server is using {store}; stop it first") from None
+        if os.path.exists(store):
+            raise BackupError(f"{store} appeared during the restore; left as it is")
+        yield
+    finally:
+        os.close(fd)
