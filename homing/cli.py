@@ -5,6 +5,8 @@
     homing migrate    apply schema migrations and exit
     homing tokens     create, list and revoke API tokens in the store
     homing import     copy schedules, URL groups and queues from a QStash-compatible API
+    homing backup     copy an SQLite store to a file, while its server runs
+    homing restore    copy a backup into a new, empty data directory
     homing config-reference   print the settings reference (docs/configuration.md)
 
 Every server setting is one row of `SERVER_OPTIONS`: the flag, its environment variable, its
@@ -165,6 +167,17 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     for cmd in (create, tlist, revoke):
         for option in store_options:
             _add(cmd, option, environ)
+    backup = sub.add_parser(
+        "backup", help="copy an SQLite store to a new file, consistently, while its server runs"
+    )
+    backup.add_argument("--to", required=True, metavar="FILE", help="the backup file to create")
+    restore = sub.add_parser(
+        "restore", help="copy a backup made by `homing backup` into a new, empty data directory"
+    )
+    restore.add_argument("--from", dest="from_file", required=True, metavar="FILE")
+    for cmd in (backup, restore):
+        for option in store_options:
+            _add(cmd, option, environ)
     imp = sub.add_parser(
         "import", help="copy schedules, URL groups and queues from a QStash-compatible API"
     )
@@ -227,6 +240,32 @@ def store_url(args: argparse.Namespace) -> str:
     if args.database:
         return str(args.database)
     return "sqlite:///" + os.path.join(args.data_dir or ".homing", "homing.db")
+
+
+def unwritable_store(url: str) -> str | None:
+    """Why a server could not write its SQLite store, checked before anything is created."""
+    import errno
+    import os
+
+    from homing.config import sqlite_path
+
+    if not url.startswith("sqlite:"):
+        return None
+    folder = os.path.dirname(os.path.abspath(sqlite_path(url)))
+    existing = folder
+    while not os.path.isdir(existing):  # the nearest folder that exists will hold the new ones
+        existing = os.path.dirname(existing)
+    # access() also answers "no" on a read-only filesystem for root, who may write anywhere else.
+    if os.access(existing, os.W_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    cause = os.strerror(errno.EROFS if read_only else errno.EACCES)
+    return (
+        f"cannot write to the data directory {folder}: {cause}; Homing needs a writable --data-dir"
+    )
 
 
 def banner(settings: Any) -> str:
@@ -329,6 +368,37 @@ async def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup_or_restore(args: argparse.Namespace) -> int:
+    from homing.config import sqlite_path
+    from homing.storage.sqlite.backup import BackupError, backup, restore
+
+    url = store_url(args)
+    if not url.startswith("sqlite:"):
+        print(
+            f"homing {args.command}: only for SQLite stores; back up PostgreSQL with its own "
+            "tools (pg_dump, pg_basebackup): see docs/operations.md",
+            file=sys.stderr,
+        )
+        return 2
+    path = sqlite_path(url)
+    try:
+        if args.command == "backup":
+            summary = backup(path, args.to)
+            print(
+                f"backed up {path} to {args.to}: {summary.messages} messages, {summary.bytes} bytes"
+            )
+        else:
+            summary = restore(args.from_file, path)
+            print(
+                f"restored {args.from_file} to {path}: {summary.messages} messages; start Homing "
+                "on this data directory"
+            )
+    except BackupError as exc:
+        print(f"homing {args.command}: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
     import os
 
@@ -341,6 +411,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         raise SystemExit(asyncio.run(_migrate(args)))
     if args.command == "tokens":
         raise SystemExit(asyncio.run(_tokens(args)))
+    if args.command in ("backup", "restore"):
+        raise SystemExit(_backup_or_restore(args))
     if args.command == "import":
         from homing.importer import run_import
 
@@ -357,6 +429,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     from homing.server import serve
 
     settings = settings_from_args(args)
+    if problem := unwritable_store(settings.store_url):
+        raise SystemExit(f"homing: {problem}")
     configure_logging(args.log_level or "info", settings.log_format)
     print(banner(settings), flush=True)
     serve(settings, log_level=(args.log_level or "info").lower())

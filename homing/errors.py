@@ -9,6 +9,7 @@
     ├── QuotaExceeded              412  a configured maximum would be exceeded
     ├── PayloadTooLarge            413  the body is larger than the configured maximum
     └── StorageUnavailable         503  the store cannot be reached right now
+        └── StorageFull            507  the disk holding the store is full
 
 The API maps this tree to QStash-shaped JSON errors (`{"error": "..."}`) in exactly one place,
 `homing.api.errors`. A class's docstring is its default message.
@@ -74,3 +75,10 @@ class StorageUnavailable(HomingError):
     """The message store is unavailable; try again."""
 
     status_code = 503
+
+
+class StorageFull(StorageUnavailable):
+    """The disk holding the message store is full: nothing new can be stored until space is
+    freed; try again later."""
+
+    status_code = 507

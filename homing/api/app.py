@@ -211,6 +211,7 @@ def create_app(
             log.warning(warning, extra={"event": "storage.unsafe_durability"})
         registry = Metrics()
         health = Health()
+        store.report_to(health)
         sender = Sender(
             allow_private=settings.allow_private_destinations,
             max_timeout_s=settings.limits.max_timeout_s,

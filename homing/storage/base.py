@@ -16,6 +16,7 @@ import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from homing.health import Health
 from homing.models import (
     AttemptOutcome,
     Claimed,
@@ -76,6 +77,9 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise StorageUnavailable unless the store answers and is migrated."""
+
+    def report_to(self, health: Health) -> None:  # noqa: B027 - optional for a backend
+        """Report conditions that make this node unready (e.g. a full disk) to `health`."""
 
     def add_wake_listener(self, listener: WakeListener) -> None:
         """`listener(due_ms)` is called (on the event loop) when a message becomes claimable at

@@ -81,7 +81,12 @@ class HomingProcess:
         *,
         mode: str = "dev",
         extra: Sequence[str] = (),
+        executable: Path | None = None,
     ) -> None:
+        self.executable = executable or HOMING
+        # Another installation of homing (a test of the wheel) must run its own code, not the
+        # checkout that PYTHONPATH may point at.
+        self._drop = ("HOMING_", "QSTASH_") + (("PYTHONPATH",) if executable else ())
         self.data_dir = data_dir
         self.db = data_dir / "homing.db"
         self.log_path = log_path
@@ -96,7 +101,7 @@ class HomingProcess:
     @property
     def command(self) -> list[str]:
         return [
-            str(HOMING),
+            str(self.executable),
             self.mode,
             "--port",
             str(self.port),
@@ -118,7 +123,7 @@ class HomingProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
         self._log.write(f"\n--- start {self.starts} ---\n".encode())
         self._log.flush()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HOMING_", "QSTASH_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(self._drop)}
         self.proc = subprocess.Popen(
             self.command, stdout=self._log, stderr=subprocess.STDOUT, env=env
         )

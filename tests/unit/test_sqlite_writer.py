@@ -12,7 +12,7 @@ import pytest
 from homing.errors import StorageUnavailable
 from homing.models import DeliverySpec, NewMessage
 from homing.storage.sqlite.backend import SqliteStorage
-from homing.storage.sqlite.connection import Writer
+from homing.storage.sqlite.connection import RESERVE_BYTES, Writer
 
 T0 = 1_700_000_000_000
 
@@ -90,3 +90,24 @@ async def test_if_the_writer_dies_every_waiting_caller_gets_an_error_instead_of_
     with pytest.raises(StorageUnavailable):
         await writer.call(harmless)
     await writer.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_server_keeps_a_disk_full_reserve_that_admin_commands_leave_alone(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "homing.db")
+    reserve = tmp_path / "homing.db.reserve"
+    server = SqliteStorage(path, synchronous="NORMAL")
+    await server.open()
+    try:
+        # The server holds room for draining a full disk (see connection.py)...
+        assert reserve.stat().st_size == RESERVE_BYTES
+        # ...which an admin command opening the same store neither takes nor gives back.
+        admin = SqliteStorage(path, synchronous="NORMAL", exclusive=False)
+        await admin.open()
+        await admin.close()
+        assert reserve.stat().st_size == RESERVE_BYTES
+    finally:
+        await server.close()
+    assert not reserve.exists(), "a stopped server leaves its reserve behind"

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import orjson
 
 from homing.errors import InvalidRequest, StorageUnavailable
+from homing.health import Health
 from homing.models import (
     AttemptOutcome,
     Claimed,
@@ -40,7 +41,7 @@ from homing.storage import codec
 from homing.storage.base import QueueInfo, Storage, UrlGroup
 from homing.storage.queries import load_migrations, load_queries
 from homing.storage.sqlite import flow
-from homing.storage.sqlite.connection import Readers, Writer, open_reader
+from homing.storage.sqlite.connection import RESERVE_BYTES, Readers, Writer, open_reader
 from homing.storage.sqlite.filters import message_where
 from homing.storage.sqlite.flow import FlowControlStore
 from homing.storage.sqlite.schedules import ScheduleStore
@@ -122,7 +123,11 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         self._folder = os.path.dirname(os.path.abspath(path))
         self._exclusive = exclusive
         self._synchronous = synchronous
-        self._writer = Writer(path, synchronous=synchronous)
+        # Only the server keeps a reserve against a full disk (see connection.py); the admin
+        # commands that open the store beside it do not.
+        self._writer = Writer(
+            path, synchronous=synchronous, reserve_bytes=RESERVE_BYTES if exclusive else 0
+        )
         self._readers: Readers | None = None
         # Read on the event-loop thread itself, for indexed point lookups on every request (the
         # token): a WAL reader never waits for the writer, and a lookup in the page cache costs
@@ -134,9 +139,16 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        os.makedirs(self._folder, exist_ok=True)
-        if self._exclusive:
-            self._lock()
+        try:
+            os.makedirs(self._folder, exist_ok=True)
+            if self._exclusive:
+                self._lock()
+        except OSError as exc:
+            # A read-only or foreign data directory: say so in one line, before touching anything.
+            raise StorageUnavailable(
+                f"cannot write to the data directory {self._folder}: {exc.strerror or exc}; "
+                "Homing needs a writable --data-dir"
+            ) from exc
         await self._writer.start()
         try:
             await self._writer.call(self._migrate)
@@ -176,6 +188,9 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def report_to(self, health: Health) -> None:
+        self._writer.report_to(health)
 
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT count(*) FROM accounts").fetchone())
@@ -458,6 +473,7 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
             lambda conn: self._insert(conn, messages, now_ms, dedup_window_ms),
             inline=len(messages) <= INLINE_INSERT_LIMIT
             and sum(len(m.body) for m in messages) <= INLINE_BYTES,
+            grows=True,
         )
         if earliest is not None:
             self._wake(earliest)

@@ -16,13 +16,26 @@ cancels, migrations) runs on the thread, so it never stalls the event loop. `BEG
 runs on the event loop without waiting: if another process (an admin command) holds the write
 lock, it is retried after a short async sleep instead of blocking the loop in SQLite's busy
 handler.
+
+A full disk is survived rather than merely reported. The writer keeps a reserve file
+(`<db>.reserve`, RESERVE_BYTES) next to the database; the first "database or disk is full"
+deletes it and puts the writer in disk-full mode: operations that store new data (`grows=True`:
+publishes) are refused at once with StorageFull (HTTP 507), while the rest (claims, outcomes,
+lease renewals, retention purges) go on in the space the reserve gave back, so what is already
+stored keeps being delivered, and delivered messages keep being purged. Without the reserve the
+WAL could not be checkpointed and even a claim (an UPDATE) would find no room. Once the
+filesystem has room for the reserve again, the writer recreates it and leaves disk-full mode by
+itself. Either condition is reported to the node's Health ("storage.writes"), so `/readyz`
+answers 503 with the reason while writes fail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -30,13 +43,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from homing.errors import StorageUnavailable
+from homing.errors import StorageFull, StorageUnavailable
+from homing.health import Health
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 MAX_BATCH = 1024
 INLINE_SLICE_S = 0.002  # longest stretch of inline work before the loop gets a turn
 BUSY_TIMEOUT_S = 30.0  # how long to wait for another process's write lock
+# Room kept back for draining a full disk: enough to checkpoint a WAL at its autocheckpoint
+# size (1000 pages, ~4 MiB) and to record claims and outcomes for a while.
+RESERVE_BYTES = 8 << 20
+FULL_POLL_S = 0.5  # how often a full disk is checked for freed space
+HEALTH_CHECK = "storage.writes"
 
 
 def connect(
@@ -58,12 +77,76 @@ class _Op:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     inline: bool
+    grows: bool
+
+
+def _is_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _is_io_error(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, sqlite3.Error)
+        and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_IOERR
+    )
+
+
+class Reserve:
+    """A file of `size` allocated bytes, given back to the filesystem when the disk fills up."""
+
+    def __init__(self, path: str, size: int) -> None:
+        self.path = path
+        self.size = size
+
+    def ensure(self) -> bool:
+        """Make sure the reserve exists; False when there is no room for it (a full disk)."""
+        if self.size <= 0:
+            return True
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.path).st_size >= self.size:
+                return True
+        fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+        try:
+            try:
+                os.posix_fallocate(fd, 0, self.size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                # No fallocate here (some filesystems): write the blocks out instead.
+                chunk = bytes(1 << 20)
+                for offset in range(0, self.size, len(chunk)):
+                    os.pwrite(fd, chunk[: self.size - offset], offset)
+            # No fsync: the blocks are counted as used from here on, which is all it is for.
+            return True
+        except OSError as exc:
+            if not _is_full(exc):
+                raise
+            os.close(fd)
+            fd = -1
+            self.release()
+            return False
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def release(self) -> None:
+        if self.size <= 0:  # no reserve of ours (an admin command beside the server)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+
+    def room_for_it(self) -> bool:
+        """Whether the filesystem has room to recreate the reserve, and then some."""
+        stat = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        return stat.f_bavail * stat.f_frsize >= self.size + (1 << 20)
 
 
 class Writer:
     """The single writing connection: one transaction at a time, fed by a queue of operations."""
 
-    def __init__(self, path: str, *, synchronous: str) -> None:
+    def __init__(self, path: str, *, synchronous: str, reserve_bytes: int = RESERVE_BYTES) -> None:
         self._path = path
         self._synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
@@ -72,16 +155,33 @@ class Writer:
         self._more = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
         self._closing = False
+        self._reserve = Reserve(path + ".reserve", reserve_bytes)
+        self._full = False
+        self._watch: asyncio.Task[None] | None = None
+        self._problem: str | None = None  # why writes fail now, as /readyz shows it
+        self._health: Health | None = None
+
+    def report_to(self, health: Health) -> None:
+        """Report write failures (a full disk, I/O errors) to `health` from now on."""
+        self._health = health
+        if self._problem is not None:
+            health.fail(HEALTH_CHECK, self._problem)
 
     async def start(self) -> None:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="homing-sqlite-writer")
         self._closing = False
         try:
             self._conn = await self._blocking(self._connect)
-        except (sqlite3.Error, StorageUnavailable) as exc:
+            reserved = await self._blocking(self._reserve.ensure)
+        except (sqlite3.Error, OSError, StorageUnavailable) as exc:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
             self._thread.shutdown(wait=False)
             raise StorageUnavailable(f"cannot open SQLite database: {exc}") from exc
         self._pump = asyncio.create_task(self._run(), name="homing-sqlite-writer")
+        if not reserved:
+            self._enter_full_mode()
 
     def _connect(self) -> sqlite3.Connection:
         conn = connect(self._path, synchronous=self._synchronous, busy_timeout_ms=0)
@@ -92,16 +192,21 @@ class Writer:
             raise StorageUnavailable(f"{self._path}: WAL journal mode unavailable (got {mode})")
         return conn
 
-    async def call(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
+    async def call(
+        self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False, grows: bool = False
+    ) -> T:
         """Run `fn` in the next transaction; return once that transaction is durable.
 
         `inline=True` runs `fn` on the event-loop thread: only for short work of bounded size
-        (callers pass it only under a row and byte budget).
+        (callers pass it only under a row and byte budget). `grows=True` marks work that stores
+        new data (a publish): refused with StorageFull while the disk is full.
         """
         if self._pump is None or self._pump.done() or self._closing:
             raise StorageUnavailable("the SQLite writer is not running")
+        if grows and self._full:
+            raise StorageFull(self._full_message())
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._ops.append(_Op(fn, future, inline))
+        self._ops.append(_Op(fn, future, inline, grows))
         self._more.set()
         return await future
 
@@ -115,6 +220,13 @@ class Writer:
             if not self._pump.cancelled():
                 self._pump.exception()  # already logged by _run; marks it retrieved
             self._pump = None
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.wait({self._watch})
+            self._watch = None
+        # Recreated at the next start: a stopped server leaves no 8 MiB file behind (tests start
+        # hundreds of servers; an operator's backup of the data dir need not carry it).
+        self._reserve.release()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await self._blocking(conn.close)
@@ -178,6 +290,9 @@ class Writer:
                 if op.future.done():  # the caller is gone (cancelled): nothing to write for it
                     results.append((False, StorageUnavailable("cancelled")))
                     continue
+                if op.grows and self._full:  # queued before the disk filled up
+                    results.append((False, StorageFull(self._full_message())))
+                    continue
                 if not single:
                     conn.execute("SAVEPOINT op")
                 try:
@@ -189,23 +304,95 @@ class Writer:
                     if not single:
                         conn.execute("RELEASE op")
                 except Exception as exc:
+                    failure = self._op_failure(exc)
                     if single:
                         conn.execute("ROLLBACK")
-                        return [(False, exc)]
+                        return [(False, failure)]
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    results.append((False, exc))
+                    results.append((False, failure))
                 if loop.time() - yielded > INLINE_SLICE_S:
                     # A long batch of inline work: let the loop breathe (only this task touches
                     # the connection, so the open transaction is safe meanwhile).
                     await asyncio.sleep(0)
                     yielded = loop.time()
             await self._blocking(lambda: conn.execute("COMMIT"))
+            self._committed()
             return results
         except sqlite3.Error as exc:
             await self._recover(conn)
-            failure = StorageUnavailable(f"SQLite transaction failed: {exc}")
+            failure = self._failure(exc)
             return [(False, failure) for _ in batch]
+
+    # -- write failures: a full disk, I/O errors ----------------------------------------------
+
+    def _op_failure(self, exc: Exception) -> Exception:
+        """What the caller of one failed operation gets: its own error (a constraint its code
+        relies on, a bad value), unless the disk is full."""
+        if _is_full(exc):
+            self._enter_full_mode()
+            return StorageFull(self._full_message())
+        if _is_io_error(exc):
+            self._report(f"writes to {self._path} fail: {exc}")
+        return exc
+
+    def _failure(self, exc: sqlite3.Error) -> Exception:
+        """What every caller of a failed transaction (BEGIN or COMMIT) gets."""
+        if _is_full(exc):
+            self._enter_full_mode()
+            return StorageFull(self._full_message())
+        if _is_io_error(exc):
+            self._report(f"writes to {self._path} fail: {exc}")
+        return StorageUnavailable(f"SQLite transaction failed: {exc}")
+
+    def _full_message(self) -> str:
+        return (
+            f"the disk is full: no room for new messages in "
+            f"{os.path.dirname(os.path.abspath(self._path))} until some space is freed"
+        )
+
+    def _enter_full_mode(self) -> None:
+        if self._full:
+            return
+        self._full = True
+        self._reserve.release()
+        self._report(self._full_message())
+        log.error(
+            "the disk is full: publishes are refused until space is freed",
+            extra={"event": "storage.disk_full", "path": self._path},
+        )
+        self._watch = asyncio.get_running_loop().create_task(
+            self._wait_for_space(), name="homing-sqlite-disk-full"
+        )
+
+    async def _wait_for_space(self) -> None:
+        while True:
+            await asyncio.sleep(FULL_POLL_S)
+            try:
+                if self._reserve.room_for_it() and await self._blocking(self._reserve.ensure):
+                    break
+            except OSError as exc:  # e.g. the folder became unreadable: keep waiting
+                log.warning("cannot check free space: %s", exc)
+        self._full = False
+        self._watch = None
+        self._clear()
+        log.info("disk space is back: publishes accepted again", extra={"event": "storage.disk_ok"})
+
+    def _committed(self) -> None:
+        # A full disk is cleared by _wait_for_space: a commit that needed no new space (a
+        # claim) does not mean that a publish would find room.
+        if self._problem is not None and not self._full:
+            self._clear()
+
+    def _report(self, problem: str) -> None:
+        self._problem = problem
+        if self._health is not None:
+            self._health.fail(HEALTH_CHECK, problem)
+
+    def _clear(self) -> None:
+        self._problem = None
+        if self._health is not None:
+            self._health.clear(HEALTH_CHECK)
 
     async def _recover(self, conn: sqlite3.Connection) -> None:
         """After a failed transaction: roll back, or start over on a fresh connection."""
