@@ -95,9 +95,7 @@ def test_a_failing_side_task_is_logged_counted_and_makes_the_node_unready_until_
         lambda: httpx.get(server.base_url + "/readyz").status_code == 503, timeout=6
     ), "the node stayed ready while its reaper failed"
     answer = httpx.get(server.base_url + "/readyz").json()
-    assert answer["problems"]["engine.reap"] == (
-        "lease reaper failing: connection reset by peer"
-    )
+    assert answer["problems"]["engine.reap"] == ("lease reaper failing: connection reset by peer")
     assert "engine.reap: lease reaper failing" in answer["error"]
     assert _metrics(server)["homing_task_failures_total|task=engine.reap"] >= 1
     failed = [r for r in caplog.records if getattr(r, "event", None) == "engine.reap_failed"]

@@ -14,6 +14,7 @@ instead of the default 30.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -128,11 +129,13 @@ def test_an_api_node_and_two_workers_deliver_everything_and_fire_each_tick_once(
         assert c.delete("/v2/schedules/roles-tick").status_code == 200
     deleted = now_ms()
     assert wait_until(
-        lambda: shared_schema.sql.fetch(
-            "SELECT count(*) AS n FROM messages WHERE schedule_id IS NOT NULL "
-            "AND state <> 'delivered'"
-        )[0]["n"]
-        == 0,
+        lambda: (
+            shared_schema.sql.fetch(
+                "SELECT count(*) AS n FROM messages WHERE schedule_id IS NOT NULL "
+                "AND state <> 'delivered'"
+            )[0]["n"]
+            == 0
+        ),
         LEASE_S + 10,
     ), "schedule messages still open"
 
@@ -140,14 +143,14 @@ def test_an_api_node_and_two_workers_deliver_everything_and_fire_each_tick_once(
     sends = Counter(d.message_id for d in deliveries if d.path == "/m")
     lost = set(acked) - set(sends)
     duplicates = {mid for mid, n in sends.items() if n > 1}
-    numbers = {int(d.body) for d in deliveries if d.path == "/m"}
+    delivered_numbers = {int(d.body) for d in deliveries if d.path == "/m"}
     log(
         f"roles: {len(acked)} published through the api node, {sum(sends.values())} deliveries, "
         f"{len(duplicates)} sent twice (the victim held {len(in_flight)}), drained in "
         f"{drained_s:.1f}s"
     )
     assert not lost, f"{len(lost)} acknowledged messages never delivered"
-    assert numbers == set(range(MESSAGES))
+    assert delivered_numbers == set(range(MESSAGES))
     assert duplicates <= in_flight, "a message not in flight on the killed worker was sent twice"
     every = Counter(d.message_id for d in deliveries)
     assert all(every[mid] >= 1 for mid in in_flight), "the killed worker's attempts were lost"
@@ -158,13 +161,13 @@ def test_an_api_node_and_two_workers_deliver_everything_and_fire_each_tick_once(
     )
     ticks = [f["tick_ms"] for f in fires]
     assert len(ticks) == len(set(ticks)), "a tick fired twice"
-    gaps = [(a, b) for a, b in zip(ticks, ticks[1:], strict=False) if b - a != 1000]
+    gaps = [(a, b) for a, b in itertools.pairwise(ticks) if b - a != 1000]
     assert not gaps, f"ticks missed between {gaps}"
     assert ticks[0] <= schedule_created + 2000 and ticks[-1] >= deleted - 2000, (
         f"fired {ticks[0]}..{ticks[-1]}, lived {schedule_created}..{deleted}"
     )
     assert ticks[-1] > killed_ms + 1000, "the schedule stopped firing when a worker died"
-    tick_messages = defaultdict(int)
+    tick_messages: defaultdict[str, int] = defaultdict(int)
     for d in deliveries:
         if d.path == "/tick":
             assert d.schedule_id == "roles-tick"
