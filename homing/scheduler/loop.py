@@ -72,10 +72,6 @@ class Scheduler:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def now(self) -> int:
-        """The time schedule decisions use: the database clock where nodes share one."""
-        return await self._now()
-
     async def _now(self) -> int:
         return await schedule_now(self.storage, self.clock)
 
