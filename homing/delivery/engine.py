@@ -51,7 +51,7 @@ class EngineSettings:
 
 class KeyCache:
     """Signing keys per account, re-read at most once a second (rotation takes effect then;
-    at once on the node that rotated, which calls `forget`)."""
+    at once on the node that rotated: the runtime wires `notices.keys_rotated` to `forget`)."""
 
     def __init__(self, load: Callable[[str], Awaitable[SigningKeys]]) -> None:
         self._load = load
