@@ -182,8 +182,6 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    import os
-
     from homing.config import Settings, dev_accounts, operator_accounts, role_problem
     from homing.headers import Limits
 
@@ -206,8 +204,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     if not 1 <= lease_s <= 3600:
         raise SystemExit(f"homing: --lease must be between 1 and 3600 seconds, got {lease_s:g}")
     role = (args.role or "all").strip().lower()
-    database = args.database or "sqlite:///" + os.path.join(args.data_dir or ".homing", "homing.db")
-    if problem := role_problem(role, database):
+    shared = (args.database or "").startswith(("postgresql://", "postgres://"))
+    if problem := role_problem(role, single_node=not shared):
         raise SystemExit(f"homing {args.command}: {problem}")
     return Settings(
         mode=args.command,

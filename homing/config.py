@@ -107,11 +107,11 @@ class Settings:
 ROLES = ("all", "api", "worker")
 
 
-def role_problem(role: str, store_url: str) -> str | None:
-    """Why a node cannot run `role` on this store, or None when it can."""
+def role_problem(role: str, *, single_node: bool) -> str | None:
+    """Why a node cannot run `role` on its store (`single_node`: SQLite), or None when it can."""
     if role not in ROLES:
         return f"unknown role {role!r}: use all, api or worker"
-    if role != "all" and not store_url.startswith(("postgresql://", "postgres://")):
+    if role != "all" and single_node:
         return (
             f"role {role!r} needs PostgreSQL: an SQLite store belongs to one process, which "
             "must run every part (use --role all, or --database postgresql://...)"

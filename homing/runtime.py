@@ -21,7 +21,7 @@ import secrets
 
 from homing.actions.context import Services
 from homing.clock import Clock, SystemClock
-from homing.config import ROLES, Settings, role_problem
+from homing.config import Settings, role_problem
 from homing.delivery.engine import DeliveryEngine, EngineSettings
 from homing.delivery.outcome import Policy
 from homing.delivery.sender import Sender
@@ -97,13 +97,11 @@ class Runtime:
 
     async def _start(self) -> Services:
         settings = self.settings
-        if self.role not in ROLES:
-            raise InvalidRequest(f"unknown role {self.role!r}: use all, api or worker")
         store = self._storage or open_storage(
             settings.store_url, sqlite_synchronous=settings.sqlite_synchronous
         )
-        if store.single_node and self.role != "all":
-            raise InvalidRequest(role_problem(self.role, "sqlite:") or "")
+        if problem := role_problem(self.role, single_node=store.single_node):
+            raise InvalidRequest(problem)
         await store.open()
         self._stack.push_async_callback(store.close)
         warning = await store.check_durability()
