@@ -48,7 +48,10 @@ SUBSYSTEMS: list[tuple[str, tuple[str, ...]]] = [
     # The writer's transactions run their hot operations on the event loop (connection.py).
     ("sqlite statements on the event loop (inserts, claims, outcomes)", ("Writer._run",)),
     ("postgres backend (asyncpg)", ("homing/storage/postgres/", "asyncpg/")),
-    ("publish API handler (validate, build, insert)", ("homing/api/publish.py",)),
+    (
+        "publish API handler (validate, build, insert)",
+        ("homing/api/publish.py", "homing/actions/publish.py"),
+    ),
     ("delivery: claim loop", ("DeliveryEngine._claim_loop",)),
     ("delivery: attempt (sign, HTTP request, decide)", ("DeliveryEngine._attempt", "Sender.")),
     ("delivery: record outcomes", ("DeliveryEngine._record_loop", "DeliveryEngine._flush")),

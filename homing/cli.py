@@ -86,6 +86,8 @@ SERVER_OPTIONS = (
         "off",
         is_switch=True,
     ),
+    Option("--role", "HOMING_ROLE", "what this node runs: all; api (the API, the console and the probes, no delivery); worker (delivery, schedules and timed tasks, only the probes); api and worker need PostgreSQL", "all", "all"),
+    Option("--lease", "HOMING_LEASE", "seconds a node holds a claimed attempt without renewing it: a dead node's attempts are delivered again this long after it died", "30", "30", float),
     Option("--log-format", "HOMING_LOG_FORMAT", "text or json (one JSON object per line)", "text", "json"),
     Option("--log-level", "HOMING_LOG_LEVEL", "debug, info, warning or error", "info", "info"),
 )  # fmt: skip
@@ -193,7 +195,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    from homing.config import Settings, dev_accounts, operator_accounts
+    from homing.config import Settings, dev_accounts, operator_accounts, role_problem
     from homing.headers import Limits
 
     dev = args.command == "dev"
@@ -211,6 +213,13 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         if problem := endpoint_problem(args.otel_endpoint):
             raise SystemExit(f"homing: {problem}")
     metrics_path = args.metrics_path or "/metrics"
+    lease_s = 30.0 if args.lease is None else args.lease
+    if not 1 <= lease_s <= 3600:
+        raise SystemExit(f"homing: --lease must be between 1 and 3600 seconds, got {lease_s:g}")
+    role = (args.role or "all").strip().lower()
+    shared = (args.database or "").startswith(("postgresql://", "postgres://"))
+    if problem := role_problem(role, single_node=not shared):
+        raise SystemExit(f"homing {args.command}: {problem}")
     return Settings(
         mode=args.command,
         host=args.host or ("127.0.0.1" if dev else "0.0.0.0"),
@@ -231,6 +240,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         console_secret=args.console_secret or None,
         allow_unsafe_durability=dev or bool(args.allow_unsafe_durability),
         log_format=args.log_format or ("text" if dev else "json"),
+        role=role,
+        lease_ms=int(lease_s * 1000),
     )
 
 
@@ -274,8 +285,13 @@ def banner(settings: Any) -> str:
     lines = [
         f"Homing {__version__} ({settings.mode}) listening on {base}",
         f"  store:   {settings.store_url}",
-        f"  console: {base}/console",
     ]
+    if settings.role == "all":
+        lines.append(f"  console: {base}/console")
+    else:
+        lines.append(f"  role:    {settings.role}")
+        if settings.role == "api":
+            lines.append(f"  console: {base}/console")
     if settings.mode == "dev":
         user = settings.accounts[0]
         lines += [

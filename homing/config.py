@@ -94,12 +94,29 @@ class Settings:
     console_secret: str | None = None  # signs console sessions; None: a random key per process
     log_format: str = "text"
     allow_unsafe_durability: bool = True  # serve: refuse PostgreSQL with fsync=off unless set
+    role: str = "all"  # "all", "api" or "worker": what this node runs (homing.runtime)
+    lease_ms: int = 30_000  # how long a claim holds without renewal (a dead node's attempts wait)
 
     @property
     def store_url(self) -> str:
         if self.database_url:
             return self.database_url
         return "sqlite:///" + os.path.join(self.data_dir, "homing.db")
+
+
+ROLES = ("all", "api", "worker")
+
+
+def role_problem(role: str, *, single_node: bool) -> str | None:
+    """Why a node cannot run `role` on its store (`single_node`: SQLite), or None when it can."""
+    if role not in ROLES:
+        return f"unknown role {role!r}: use all, api or worker"
+    if role != "all" and single_node:
+        return (
+            f"role {role!r} needs PostgreSQL: an SQLite store belongs to one process, which "
+            "must run every part (use --role all, or --database postgresql://...)"
+        )
+    return None
 
 
 def sqlite_path(url: str) -> str:

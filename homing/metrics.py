@@ -82,6 +82,12 @@ class Metrics:
         self.commit_publish = self.commit.labels("publish")
         self.commit_outcomes = self.commit.labels("outcomes")
         self.schedule_fires = Counter("homing_schedule_fires", "Schedule fires", registry=r)
+        self.task_failures = Counter(
+            "homing_task_failures",
+            "Failed runs of background tasks (engine.renew, engine.reap, engine.purge, scheduler)",
+            ["task"],
+            registry=r,
+        )
         self.messages = Gauge(
             "homing_messages", "Messages in the store by state", ["state"], registry=r
         )

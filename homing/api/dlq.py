@@ -7,16 +7,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from homing import ids
-from homing.api import filters, views
-from homing.api.context import Services, account
-from homing.api.http import JSON, read_json
-from homing.api.publish import check_destinations
+from homing.actions import dlq
+from homing.actions.context import Services
+from homing.api.context import account
 from homing.errors import InvalidRequest, NotFound
 from homing.headers import parse_options
-from homing.models import Message, MessageFilter
+from homing.models import InsertResult, Message, MessageFilter
 from homing.numbers import parse_int
-from homing.publish import retry_from_dlq
+from homing.web import filters, views
+from homing.web.http import JSON, read_json
 
 DLQ_FILTERS = (
     "messageId", "dlqIds", "url", "topicName", "scheduleId", "queueName", "label",
@@ -107,18 +106,10 @@ async def delete_many(request: Request) -> Response:
 
 async def _retry(
     svc: Services, account_id: str, request: Request, entries: list[Message]
-) -> list[Any]:
+) -> list[InsertResult | None]:
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
     overrides = parse_options(headers, limits=svc.settings.limits)
-    now = svc.clock.now_ms()
-    replacements = []
-    for entry in entries:
-        message = retry_from_dlq(entry, overrides, now_ms=now, new_id=ids.message_id)
-        check_destinations(svc, [message.url], overrides)
-        replacements.append((entry.dlq_id or "", message))
-    return await svc.storage.replace_dlq(
-        account_id, replacements, now_ms=now, dedup_window_ms=svc.settings.dedup_window_ms
-    )
+    return await dlq.retry(svc, account_id, entries, overrides)
 
 
 def _response_item(result: Any) -> dict[str, Any]:

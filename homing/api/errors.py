@@ -8,8 +8,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from homing.api.http import JSON
 from homing.errors import HomingError
+from homing.web.http import JSON
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from homing.api.context import account
-from homing.api.http import JSON, path_remainder
 from homing.errors import InvalidRequest, NotFound
 from homing.headers import parse_bool
 from homing.models import FlowKeyInfo
 from homing.numbers import parse_int
+from homing.web.http import JSON, path_remainder
 
 _ACTIONS = ("pause", "resume", "pin", "unpin", "resetRate", "reset")
 

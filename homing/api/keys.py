@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from homing import ids
+from homing.actions import keys as signing_keys
 from homing.api.context import account
-from homing.api.http import JSON
+from homing.web.http import JSON
 
 
 async def get_keys(request: Request) -> Response:
@@ -18,6 +18,5 @@ async def get_keys(request: Request) -> Response:
 
 async def rotate_keys(request: Request) -> Response:
     svc, account_id = await account(request)
-    keys = await svc.storage.rotate_signing_keys(account_id, ids.signing_key())
-    svc.engine.keys.forget(account_id)
+    keys = await signing_keys.rotate(svc, account_id)
     return JSON({"current": keys.current, "next": keys.next})

@@ -5,10 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from homing.api import filters, views
 from homing.api.context import account
-from homing.api.http import JSON
 from homing.numbers import parse_ms
+from homing.web import filters, views
+from homing.web.http import JSON
 
 LOG_FILTERS = (
     "messageId", "messageIds", "state", "url", "topicName", "queueName", "scheduleId", "label",

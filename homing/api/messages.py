@@ -5,10 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from homing.api import filters, views
 from homing.api.context import account
-from homing.api.http import JSON, read_json
 from homing.errors import InvalidRequest, NotFound
+from homing.web import filters, views
+from homing.web.http import JSON, read_json
 
 BULK_CANCEL_FILTERS = (
     "messageIds", "url", "host", "path", "topicName", "queueName", "scheduleId", "label",

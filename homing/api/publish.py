@@ -1,95 +1,20 @@
-"""Publish, enqueue and batch (spec 5.1-5.3): the hot path.
-
-Each request is validated completely before anything is stored, then all of its messages are
-inserted in one storage call (one transaction, shared with whatever else commits alongside).
-"""
+"""Publish, enqueue and batch (spec 5.1-5.3): read the request, publish, shape the answer."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from homing import ids
-from homing.api import queues
-from homing.api.context import Services, account
-from homing.api.http import JSON, caller_ip, path_remainder, read_body, read_json, split_query
-from homing.errors import InvalidRequest, NotFound, PayloadTooLarge
-from homing.headers import PublishOptions, parse_options
-from homing.models import InsertResult, NewMessage
-from homing.publish import Endpoint, build_messages, parse_destination, validate_name
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    messages: list[NewMessage]
-    is_group: bool
-
-
-def check_destinations(svc: Services, urls: list[str], options: PublishOptions) -> None:
-    """Refuse forbidden destinations and callbacks at publish time (spec 3, item 5)."""
-    for url in urls:
-        svc.policy.check_url(url)
-    for cb in (options.callback, options.failure_callback):
-        if cb is not None:
-            svc.policy.check_url(cb.url)
-
-
-async def prepare(
-    svc: Services,
-    account_id: str,
-    *,
-    destination: str,
-    headers: list[tuple[str, str]],
-    config: list[tuple[str, str]],
-    body: bytes,
-    caller: str,
-    queue: str | None,
-    now_ms: int,
-) -> Prepared:
-    dest = parse_destination(destination)
-    options = parse_options(headers, config, limits=svc.settings.limits)
-    if options.delay_s and options.not_before_s is None:
-        # The delay counts from the moment the request arrived, which a millisecond clock
-        # rounded down would place up to 1 ms too early: "2 s later" must never be 1.9995 s.
-        now_ms = max(now_ms, svc.clock.now_ms_ceil())
-    if dest.url is not None:
-        targets = [Endpoint(dest.url)]
-    else:
-        assert dest.group is not None
-        group = await svc.storage.get_url_group(account_id, dest.group)
-        if group is None or not group.endpoints:
-            raise NotFound(f"URL group {dest.group!r} does not exist")
-        targets = list(group.endpoints)
-    check_destinations(svc, [t.url for t in targets], options)
-    messages = build_messages(
-        account_id=account_id,
-        targets=targets,
-        options=options,
-        body=body,
-        now_ms=now_ms,
-        new_id=ids.message_id,
-        caller_ip=caller,
-        topic_name=dest.group,
-        queue_name=queue,
-    )
-    return Prepared(messages, is_group=dest.group is not None)
-
-
-async def store(
-    svc: Services, account_id: str, messages: list[NewMessage], now_ms: int
-) -> list[InsertResult]:
-    """Insert (durable on return), and count what was accepted."""
-    started = time.monotonic()
-    results = await svc.storage.insert_messages(
-        messages, now_ms=now_ms, dedup_window_ms=svc.settings.dedup_window_ms
-    )
-    svc.metrics.commit_publish.observe(time.monotonic() - started)
-    svc.metrics.record_publish(account_id, [r.url for r in results if not r.deduplicated])
-    return results
+from homing.actions.publish import Draft, Published, publish_batch
+from homing.actions.publish import publish as publish_draft
+from homing.api.context import account
+from homing.errors import InvalidRequest, PayloadTooLarge
+from homing.models import InsertResult
+from homing.publish import validate_name
+from homing.web.http import JSON, caller_ip, path_remainder, read_body, read_json, split_query
 
 
 def _item(result: InsertResult) -> dict[str, Any]:
@@ -99,14 +24,10 @@ def _item(result: InsertResult) -> dict[str, Any]:
     return out
 
 
-def _shape(prepared: Prepared, results: list[InsertResult]) -> Any:
-    if prepared.is_group:
-        return [_item(r) for r in results]
-    return _item(results[0])
-
-
-def _status(results: list[InsertResult]) -> int:
-    return 202 if results and all(r.deduplicated for r in results) else 201
+def _shape(published: Published) -> Any:
+    if published.is_group:
+        return [_item(r) for r in published.results]
+    return _item(published.results[0])
 
 
 def _raw_headers(request: Request) -> list[tuple[str, str]]:
@@ -120,35 +41,12 @@ async def _publish(request: Request, destination: str, queue: str | None) -> Res
     query, config = split_query(request)
     if query and destination.lower().startswith(("http:", "https:")):
         destination = f"{destination}?{query}"
-    now = svc.clock.now_ms()
-    if queue is not None:
-        await queues.check_quota(svc, account_id, [queue])
-    prepared = await prepare(
-        svc,
-        account_id,
-        destination=destination,
-        headers=_raw_headers(request),
-        config=config,
-        body=body,
-        caller=caller_ip(request),
-        queue=queue,
-        now_ms=now,
+    draft = Draft(destination, _raw_headers(request), config, body, queue)
+    published = await publish_draft(
+        svc, account_id, draft, caller=caller_ip(request), started_ns=started_ns
     )
-    results = await store(svc, account_id, prepared.messages, now)
-    if queue is not None:
-        queues.remember(svc, account_id, [queue])
-    status = _status(results)
-    if svc.telemetry is not None:
-        svc.telemetry.published(
-            trace=prepared.messages[0].spec.trace,
-            account=account_id,
-            message_ids=[r.message_id for r in results],
-            destination=destination,
-            start_ns=started_ns,
-            end_ns=time.time_ns(),
-            status=status,
-        )
-    return JSON(_shape(prepared, results), status_code=status)
+    status = 202 if published.all_deduplicated else 201
+    return JSON(_shape(published), status_code=status)
 
 
 async def publish(request: Request) -> Response:
@@ -197,9 +95,7 @@ async def batch(request: Request) -> Response:
     items = await read_json(request, svc.settings.max_batch_size)
     if not isinstance(items, list) or not items:
         raise InvalidRequest("the batch body must be a non-empty JSON array of messages")
-    now = svc.clock.now_ms()
-    caller = caller_ip(request)
-    prepared: list[Prepared] = []
+    drafts = []
     for index, item in enumerate(items):
         destination, headers, body, queue = _batch_item(item, index)
         if len(body) > svc.settings.max_body_size:
@@ -207,41 +103,10 @@ async def batch(request: Request) -> Response:
                 f"batch item {index}: body exceeds the maximum of "
                 f"{svc.settings.max_body_size} bytes"
             )
-        try:
-            prepared.append(
-                await prepare(
-                    svc,
-                    account_id,
-                    destination=destination,
-                    headers=headers,
-                    config=[],
-                    body=body,
-                    caller=caller,
-                    queue=queue,
-                    now_ms=now,
-                )
-            )
-        except InvalidRequest as exc:
-            raise type(exc)(f"batch item {index}: {exc.message}") from None
-    named = {m.queue_name for p in prepared for m in p.messages if m.queue_name}
-    await queues.check_quota(svc, account_id, named)
-    every = [m for p in prepared for m in p.messages]
-    results = await store(svc, account_id, every, now)
-    queues.remember(svc, account_id, named)
-    out: list[Any] = []
-    position = 0
-    for p in prepared:
-        mine = results[position : position + len(p.messages)]
-        position += len(p.messages)
-        out.append(_shape(p, mine))
-        if svc.telemetry is not None:
-            svc.telemetry.published(
-                trace=p.messages[0].spec.trace,
-                account=account_id,
-                message_ids=[r.message_id for r in mine],
-                destination=p.messages[0].topic_name or p.messages[0].url,
-                start_ns=started_ns,
-                end_ns=time.time_ns(),
-                status=_status(mine),
-            )
-    return JSON(out, status_code=_status(results))
+        drafts.append(Draft(destination, headers, [], body, queue))
+    published = await publish_batch(
+        svc, account_id, drafts, caller=caller_ip(request), started_ns=started_ns
+    )
+    every = [r for p in published for r in p.results]
+    status = 202 if every and all(r.deduplicated for r in every) else 201
+    return JSON([_shape(p) for p in published], status_code=status)

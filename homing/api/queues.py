@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from starlette.requests import Request
 from starlette.responses import Response
 
-from homing.api import views
-from homing.api.context import Services, account
-from homing.api.http import JSON, read_json
+from homing.actions import quotas
+from homing.api.context import account
 from homing.errors import InvalidRequest, NotFound, QuotaExceeded
 from homing.publish import validate_name
-
-MAX_PARALLELISM = 1000
-MAX_QUEUES = 1000
-
-
-async def check_quota(svc: Services, account_id: str, names: Iterable[str]) -> None:
-    """Refuse queues that would take the account past its quota: enqueue, batch and schedules
-    create queues as well as upsert.
-
-    Queues known to exist (`remember`, after they were stored) skip the check, so only a request
-    naming a new queue pays for listing them. The quota is soft: two first messages into two new
-    queues at the same moment may both pass at 999, and a node does not see another node's
-    deletes in its memory.
-    """
-    unknown = {name for name in names if (account_id, name) not in svc.known_queues}
-    if not unknown:
-        return
-    existing = {q.name for q in await svc.storage.list_queues(account_id)}
-    if len(existing | unknown) > MAX_QUEUES:
-        raise QuotaExceeded(f"an account may have at most {MAX_QUEUES} queues")
-
-
-def remember(svc: Services, account_id: str, names: Iterable[str]) -> None:
-    """Queues that now exist (their messages or settings were stored)."""
-    if len(svc.known_queues) >= 100_000:
-        svc.known_queues.clear()
-    svc.known_queues.update((account_id, name) for name in names)
+from homing.web import views
+from homing.web.http import JSON, read_json
 
 
 async def upsert(request: Request) -> Response:
@@ -55,16 +27,16 @@ async def upsert(request: Request) -> Response:
         parallelism = 1
     if not isinstance(parallelism, int) or isinstance(parallelism, bool) or parallelism < 1:
         raise InvalidRequest(f"parallelism must be an integer of at least 1, got {parallelism!r}")
-    if parallelism > MAX_PARALLELISM:
-        raise QuotaExceeded(f"parallelism may be at most {MAX_PARALLELISM}")
+    if parallelism > quotas.MAX_PARALLELISM:
+        raise QuotaExceeded(f"parallelism may be at most {quotas.MAX_PARALLELISM}")
     paused = body.get("paused", False)
     if not isinstance(paused, bool):
         raise InvalidRequest("paused must be true or false")
-    await check_quota(svc, account_id, [name])
+    await quotas.check_queues(svc, account_id, [name])
     await svc.storage.upsert_queue(
         account_id, name, parallelism=parallelism, paused=paused, now_ms=svc.clock.now_ms()
     )
-    remember(svc, account_id, [name])
+    quotas.remember_queues(svc, account_id, [name])
     return JSON({})
 
 
@@ -86,7 +58,7 @@ async def delete_queue(request: Request) -> Response:
     svc, account_id = await account(request)
     name = validate_name(request.path_params["queue"], "queue name")
     await svc.storage.delete_queue(account_id, name, now_ms=svc.clock.now_ms())
-    svc.known_queues.discard((account_id, name))
+    quotas.forget_queue(svc, account_id, name)
     return JSON({})
 
 

@@ -7,14 +7,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from homing.api import views
+from homing.actions.quotas import MAX_ENDPOINTS, MAX_GROUPS
 from homing.api.context import account
-from homing.api.http import JSON, read_json
 from homing.errors import InvalidRequest, NotFound, QuotaExceeded
 from homing.publish import Endpoint, parse_destination, validate_name
-
-MAX_ENDPOINTS = 100
-MAX_GROUPS = 1000
+from homing.web import views
+from homing.web.http import JSON, read_json
 
 
 def _endpoints(body: Any, *, need_url: bool) -> list[Endpoint]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from homing.api.context import Services
+from homing.actions.context import Services
 from homing.console.auth import LoginThrottle, Sessions, Signer
 
 

@@ -1,7 +1,7 @@
 """The search forms of the messages and DLQ pages -> `MessageFilter`, and their paging links.
 
 Form fields carry the API's query names (`queueName`, `topicName`, ...) so that the API's own
-parser (`homing.api.filters.parse_filter`) reads them; only the time range differs: browsers
+parser (`homing.web.filters.parse_filter`) reads them; only the time range differs: browsers
 send `datetime-local` values, read here as UTC.
 """
 
@@ -13,9 +13,9 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
-from homing.api import filters
 from homing.errors import InvalidRequest
 from homing.models import LogState, MessageFilter
+from homing.web import filters
 
 MESSAGE_FIELDS = ("messageId", "state", "url", "queueName", "topicName", "scheduleId", "label")
 DLQ_FIELDS = (

@@ -16,11 +16,11 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing.api.http import JSON, read_body
 from homing.console.auth import COOKIE_PATH, SESSION_COOKIE, same_origin
 from homing.console.context import Viewer, secure, services, state
 from homing.console.respond import back, flash, refuse
 from homing.errors import HomingError
+from homing.web.http import JSON, read_body
 
 FORM_LIMIT = 1024 * 1024  # a console form; schedule bodies are capped by max_body_size too
 

@@ -5,7 +5,9 @@
 
 Outcomes are buffered and recorded together: while one batch is being committed the next one
 gathers, so a busy engine makes one storage round trip for many attempts. Side tasks renew the
-leases of attempts in flight, reclaim leases that expired elsewhere, and purge old records.
+leases of attempts in flight, reclaim leases that expired elsewhere, and purge old records; one
+that fails is logged, counted (`homing_task_failures_total{task="engine.reap"}`) and reported to
+the node's `Health` until it succeeds again, so `/readyz` shows it.
 
 Shutdown (`stop()`): stop claiming, let attempts in flight finish within the grace period, record
 their outcomes, then release only what is still open.
@@ -14,7 +16,6 @@ their outcomes, then release only what is still open.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -25,6 +26,7 @@ from homing import ids
 from homing.clock import Clock
 from homing.delivery import outcome
 from homing.delivery.sender import Sender
+from homing.health import Health
 from homing.metrics import Metrics
 from homing.models import AttemptOutcome, Claimed, OutcomeKind, SigningKeys
 from homing.storage.base import Storage
@@ -49,7 +51,7 @@ class EngineSettings:
 
 class KeyCache:
     """Signing keys per account, re-read at most once a second (rotation takes effect then;
-    at once on the node that rotated, which calls `forget`)."""
+    at once on the node that rotated: the runtime wires `notices.keys_rotated` to `forget`)."""
 
     def __init__(self, load: Callable[[str], Awaitable[SigningKeys]]) -> None:
         self._load = load
@@ -79,6 +81,7 @@ class DeliveryEngine:
         node_id: str | None = None,
         metrics: Metrics | None = None,
         telemetry: Telemetry | None = None,
+        health: Health | None = None,
     ) -> None:
         self.storage = storage
         self.sender = sender
@@ -86,6 +89,7 @@ class DeliveryEngine:
         self.settings = settings
         self.metrics = metrics
         self.telemetry = telemetry
+        self.health = health or Health()
         self.node_id = node_id or "node_" + secrets.token_hex(6)
         self.keys = KeyCache(storage.signing_keys)
         self._dlq_ids = ids.DlqIdSource()
@@ -112,13 +116,16 @@ class DeliveryEngine:
             asyncio.create_task(self._claim_loop(), name="homing-claim"),
             asyncio.create_task(self._record_loop(), name="homing-record"),
             asyncio.create_task(
-                self._every(self.settings.lease_ms // 3, self._renew), name="homing-renew"
+                self._every("renew", self.settings.lease_ms // 3, self._renew),
+                name="homing-renew",
             ),
             asyncio.create_task(
-                self._every(self.settings.reaper_interval_ms, self._reap), name="homing-reap"
+                self._every("reap", self.settings.reaper_interval_ms, self._reap),
+                name="homing-reap",
             ),
             asyncio.create_task(
-                self._every(self.settings.purge_interval_ms, self._purge), name="homing-purge"
+                self._every("purge", self.settings.purge_interval_ms, self._purge),
+                name="homing-purge",
             ),
         ]
 
@@ -286,11 +293,29 @@ class DeliveryEngine:
 
     # -- side tasks -------------------------------------------------------------------------
 
-    async def _every(self, interval_ms: int, job: Callable[[], Awaitable[None]]) -> None:
+    async def _every(self, task: str, interval_ms: int, job: Callable[[], Awaitable[None]]) -> None:
+        """Run `job` every `interval_ms` for good. A failure is logged (with its traceback on the
+        first of a run of failures), counted, and makes the node unready until a run succeeds:
+        a reaper that keeps failing leaves dead nodes' messages stuck, which an operator must
+        see rather than discover."""
+        check = f"engine.{task}"
+        failing = False
         while True:
             await asyncio.sleep(interval_ms / 1000)
-            with contextlib.suppress(Exception):
+            try:
                 await job()
+            except Exception as exc:
+                reason = f"{_TASKS[task]} failing: {str(exc) or type(exc).__name__}"
+                log.error("%s", reason, exc_info=not failing, extra={"event": f"{check}_failed"})
+                failing = True
+                if self.metrics is not None:
+                    self.metrics.task_failures.labels(check).inc()
+                self.health.fail(check, reason)
+            else:
+                if failing:
+                    log.info("%s recovered", _TASKS[task], extra={"event": f"{check}_recovered"})
+                    failing = False
+                self.health.clear(check)
 
     async def _renew(self) -> None:
         if self._inflight:
@@ -307,6 +332,9 @@ class DeliveryEngine:
             retention_ms=s.retention_ms,
             dlq_retention_ms=s.dlq_retention_ms,
         )
+
+
+_TASKS = {"renew": "lease renewal", "reap": "lease reaper", "purge": "purge"}
 
 
 def _log_failure(message_id: str, decision: AttemptOutcome) -> None:

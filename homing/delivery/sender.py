@@ -40,8 +40,10 @@ class Sender:
         max_response_bytes: int = 256 * 1024,
         max_connections: int = 1024,
         resolve: ResolveFunc | None = None,
+        policy: DestinationPolicy | None = None,
     ) -> None:
-        self.policy = DestinationPolicy(allow_private=allow_private)
+        # The node's one policy (the runtime passes the one publishes are checked by).
+        self.policy = policy or DestinationPolicy(allow_private=allow_private)
         self._resolver_args = (allow_private, resolve)
         self._max_timeout_s = max_timeout_s
         self._max_response_bytes = max_response_bytes

@@ -16,12 +16,15 @@ import logging
 from functools import lru_cache
 
 from homing import ids
+from homing.actions.publish import resolve_targets
+from homing.actions.schedules import schedule_now
 from homing.clock import Clock
 from homing.cron import CronSchedule, due_tick
 from homing.errors import HomingError
+from homing.health import Health
 from homing.metrics import Metrics
 from homing.models import Schedule
-from homing.publish import Endpoint, is_url, schedule_messages
+from homing.publish import Destination, is_url, schedule_messages
 from homing.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,10 @@ class Scheduler:
         grace_ms: int = 3_600_000,
         poll_interval_ms: int = 1_000,
         metrics: Metrics | None = None,
+        health: Health | None = None,
     ) -> None:
         self.metrics = metrics
+        self.health = health or Health()
         self.storage = storage
         self.clock = clock
         self.grace_ms = grace_ms
@@ -67,13 +72,8 @@ class Scheduler:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def now(self) -> int:
-        """The time schedule decisions use: the database clock where nodes share one."""
-        return await self._now()
-
     async def _now(self) -> int:
-        shared = await self.storage.db_now_ms()
-        return self.clock.now_ms() if shared is None else shared
+        return await schedule_now(self.storage, self.clock)
 
     async def _loop(self) -> None:
         while not self._stopping:
@@ -82,9 +82,16 @@ class Scheduler:
             try:
                 await self.run_once()
                 nxt = await self.storage.next_schedule_ms()
-            except Exception:
+            except Exception as exc:
                 log.exception("scheduler round failed", extra={"event": "scheduler.failed"})
+                if self.metrics is not None:
+                    self.metrics.task_failures.labels("scheduler").inc()
+                self.health.fail(
+                    "scheduler", f"schedule rounds failing: {str(exc) or type(exc).__name__}"
+                )
                 nxt = None
+            else:
+                self.health.clear("scheduler")
             local = self.clock.now_ms()
             target = local + self.poll_interval_ms
             if nxt is not None:
@@ -119,17 +126,12 @@ class Scheduler:
                 schedule, tick_ms=None, messages=[], next_fire_ms=next_fire, error=None, now_ms=now
             )
             return 0
-        error = None
-        targets: list[Endpoint] = []
-        if is_url(schedule.destination):
-            targets = [Endpoint(schedule.destination)]
-        else:
-            group = await self.storage.get_url_group(schedule.account_id, schedule.destination)
-            if group is None or not group.endpoints:
-                error = f"URL group {schedule.destination!r} does not exist"
-            else:
-                targets = list(group.endpoints)
-        messages = schedule_messages(schedule, targets, now_ms=now, new_id=ids.message_id)
+        stored = schedule.destination
+        destination = Destination(url=stored) if is_url(stored) else Destination(group=stored)
+        # A group that is gone does not stop the schedule: the fire is recorded with the error.
+        targets = await resolve_targets(self.storage, schedule.account_id, destination)
+        error = targets.problem
+        messages = schedule_messages(schedule, targets.endpoints, now_ms=now, new_id=ids.message_id)
         try:
             fired = await self.storage.record_fire(
                 schedule, tick_ms=tick, messages=messages, next_fire_ms=next_fire, error=error,

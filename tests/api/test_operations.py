@@ -12,11 +12,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from qstash import QStash
 
 from homing.cli import config_reference
+from homing.storage.sqlite.backend import SqliteStorage
 from tests.conftest import ServerFactory
 from tests.support.cli import homing
 from tests.support.http import AUTH
 from tests.support.receiver import Receiver
 from tests.support.server import DEV_TOKEN, RunningServer
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +66,46 @@ def test_readiness_fails_when_the_store_is_down(server: RunningServer) -> None:
     server.run(server.services.storage.close)
     assert httpx.get(server.base_url + "/readyz").status_code == 503
     assert httpx.get(server.base_url + "/healthz").status_code == 200
+
+
+class ReaperFailing(SqliteStorage):
+    """The real SQLite store, with one fault that the test switches on and off: releasing
+    expired leases (the reaper's one job) raises, as a broken database connection would."""
+
+    failing = False
+
+    async def release_expired_leases(self, *, now_ms: int) -> int:
+        if self.failing:
+            raise ConnectionError("connection reset by peer")
+        return await super().release_expired_leases(now_ms=now_ms)
+
+
+@pytest.mark.timeout(30)
+def test_a_failing_side_task_is_logged_counted_and_makes_the_node_unready_until_it_recovers(
+    start_server: ServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reaper runs every 2 s; while it fails the node says so on /readyz and in /metrics,
+    and once it succeeds again the node is ready again by itself."""
+    store = ReaperFailing(str(tmp_path / "faulty.db"))
+    server = start_server(storage=store)
+    assert httpx.get(server.base_url + "/readyz").status_code == 200
+
+    store.failing = True
+    assert wait_until(
+        lambda: httpx.get(server.base_url + "/readyz").status_code == 503, timeout=6
+    ), "the node stayed ready while its reaper failed"
+    answer = httpx.get(server.base_url + "/readyz").json()
+    assert answer["problems"]["engine.reap"] == ("lease reaper failing: connection reset by peer")
+    assert "engine.reap: lease reaper failing" in answer["error"]
+    assert _metrics(server)["homing_task_failures_total|task=engine.reap"] >= 1
+    failed = [r for r in caplog.records if getattr(r, "event", None) == "engine.reap_failed"]
+    assert failed and failed[0].levelname == "ERROR"
+
+    store.failing = False
+    assert wait_until(
+        lambda: httpx.get(server.base_url + "/readyz").status_code == 200, timeout=6
+    ), "the node stayed unready after its reaper recovered"
+    assert httpx.get(server.base_url + "/readyz").json() == {"status": "ready"}
 
 
 def test_trace_context_reaches_the_receiver(server: RunningServer, receiver: Receiver) -> None:

@@ -84,7 +84,7 @@ def test_publish_and_each_attempt_are_exported_in_the_publishers_trace(
         assert span.attributes["messaging.message.id"] == message_id
         assert span.attributes["homing.account"] == "defaultUser"
         assert span.resource["service.name"] == "homing"
-        assert span.resource["service.instance.id"] == server.services.engine.node_id
+        assert span.resource["service.instance.id"] == server.runtime.node_id
         assert span.start_ns <= span.end_ns
         # Destinations are recorded by host and port, never with their path or query.
         assert span.attributes["server.address"] == "127.0.0.1"

@@ -413,7 +413,8 @@ def test_redirects_to_forbidden_addresses_are_never_followed(
     server = start_server(resolve=RecordingResolver(RESOLVED), **serve_settings())
     policy = AllowOneOrigin(redirector.port)
     server.services.policy = policy
-    server.services.engine.sender.policy = policy
+    assert server.runtime.sender is not None
+    server.runtime.sender.policy = policy
     statuses = [301, 302, 303, 307, 308]
     urls = []
     for i, target in enumerate(REDIRECT_TARGETS):

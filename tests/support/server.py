@@ -17,11 +17,12 @@ from urllib.parse import quote
 
 import uvicorn
 
-from homing.api.app import create_app
-from homing.api.context import Services
+from homing.actions.context import Services
 from homing.clock import Clock, ManualClock
 from homing.config import Settings
 from homing.destinations import ResolveFunc
+from homing.runtime import Runtime
+from homing.server import create_app
 from homing.storage.base import Storage
 
 DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
@@ -176,6 +177,12 @@ class RunningServer:
     @property
     def services(self) -> Services:
         found: Services = self.app.state.services
+        return found
+
+    @property
+    def runtime(self) -> Runtime:
+        """The node's parts (`runtime.engine`, `runtime.scheduler`), for white-box checks."""
+        found: Runtime = self.app.state.runtime
         return found
 
     def call(self, fn: Callable[[], Any]) -> Any:

@@ -18,10 +18,9 @@ from starlette.routing import Match, Route
 from homing.api.app import ROUTES
 from homing.api.openapi import openapi_document
 
-# Served on purpose without a description: the document itself and the probes, which are not
-# part of the QStash API and need no token. (The metrics path is not in ROUTES: create_app adds
-# it only when one is configured.)
-UNDESCRIBED = {("GET", "/openapi.json"), ("GET", "/healthz"), ("GET", "/readyz")}
+# Served on purpose without a description: the document itself. (The probes and the metrics
+# path are not API routes: `homing.probes` serves them on every node, whatever its role.)
+UNDESCRIBED = {("GET", "/openapi.json")}
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 

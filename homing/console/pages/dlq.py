@@ -1,8 +1,7 @@
 """The dead-letter queue: search, and single or bulk retry and delete after a confirmation.
 
-A retry goes through the same steps as `POST /v2/dlq/retry`: `retry_from_dlq` rebuilds the
-message from the entry, the destination policy checks it, and `replace_dlq` swaps entry for
-message atomically, so an entry retried twice (two tabs, two operators) is delivered once.
+A retry is `homing.actions.dlq.retry`, as `POST /v2/dlq/retry` with no override headers: an
+entry retried twice (two tabs, two operators) is delivered once.
 """
 
 from __future__ import annotations
@@ -13,17 +12,14 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing import ids
-from homing.api.context import Services
-from homing.api.publish import check_destinations
+from homing.actions import dlq
+from homing.actions.context import Services
 from homing.console import filtering
 from homing.console.context import Viewer, services
 from homing.console.gate import action, page
 from homing.console.respond import back, confirm_page, confirmed, flash, page_response
 from homing.errors import InvalidRequest
-from homing.headers import parse_options
 from homing.models import Message, MessageFilter
-from homing.publish import retry_from_dlq
 
 PAGE_SIZE = 50
 MAX_SELECTED = 100
@@ -46,22 +42,6 @@ async def list_dlq(request: Request, viewer: Viewer) -> Response:
         "next_cursor": result.cursor,
     }
     return page_response(request, viewer, "dlq.html", context)
-
-
-async def retry_entries(svc: Services, account_id: str, entries: Sequence[Message]) -> list[str]:
-    """Retry DLQ entries as `POST /v2/dlq/retry` does with no override headers; returns the new
-    message ids (entries already gone are skipped)."""
-    overrides = parse_options([], limits=svc.settings.limits)
-    now = svc.clock.now_ms()
-    replacements = []
-    for entry in entries:
-        message = retry_from_dlq(entry, overrides, now_ms=now, new_id=ids.message_id)
-        check_destinations(svc, [message.url], overrides)
-        replacements.append((entry.dlq_id or "", message))
-    results = await svc.storage.replace_dlq(
-        account_id, replacements, now_ms=now, dedup_window_ms=svc.settings.dedup_window_ms
-    )
-    return [r.message_id for r in results if r is not None]
 
 
 async def _selected(svc: Services, account_id: str, form: QueryParams) -> list[Message]:
@@ -91,7 +71,8 @@ async def retry(request: Request, viewer: Viewer, form: QueryParams) -> Response
     if not confirmed(form):
         question = f"Retry {_plural(len(entries), 'message', 'messages')} from the DLQ?"
         return confirm_page(request, viewer, form, question, _describe(entries))
-    new_ids = await retry_entries(svc, viewer.account_id, entries)
+    results = await dlq.retry(svc, viewer.account_id, entries)
+    new_ids = [r.message_id for r in results if r is not None]
     target = back(request, form)
     if len(new_ids) == 1 and target.startswith("/console/messages/"):
         target = f"/console/messages/{new_ids[0]}"  # retried from its page: follow the retry

@@ -6,11 +6,11 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing import ids
-from homing.api.http import JSON
+from homing.actions import keys as signing_keys
 from homing.console.context import Viewer, services
 from homing.console.gate import action, api, page
 from homing.console.respond import confirm_page, confirmed, flash, page_response
+from homing.web.http import JSON
 
 ROTATE_WARNING = [
     "The next key becomes the current key, and a new next key is generated.",
@@ -39,8 +39,6 @@ async def reveal(request: Request, viewer: Viewer) -> Response:
 async def rotate(request: Request, viewer: Viewer, form: QueryParams) -> Response:
     if not confirmed(form):
         return confirm_page(request, viewer, form, "Rotate the signing keys?", ROTATE_WARNING)
-    svc = services(request)
-    await svc.storage.rotate_signing_keys(viewer.account_id, ids.signing_key())
-    svc.engine.keys.forget(viewer.account_id)  # sign with the new current key at once
+    await signing_keys.rotate(services(request), viewer.account_id)
     response = RedirectResponse("/console/keys", 303)
     return flash(request, response, "Signing keys rotated. Update your receivers.")

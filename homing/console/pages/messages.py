@@ -14,13 +14,13 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing.api import views
 from homing.console import filtering, render
 from homing.console.context import Viewer, services
 from homing.console.gate import action, page
 from homing.console.respond import confirm_page, confirmed, flash, page_response
 from homing.errors import NotFound
 from homing.models import LogEntry, LogState, Message, MessageFilter
+from homing.web import views
 
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 500

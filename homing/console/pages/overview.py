@@ -13,14 +13,14 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from homing.api.context import Services
-from homing.api.http import JSON
+from homing.actions.context import Services
 from homing.console import charts
 from homing.console.context import Viewer, services, state
 from homing.console.gate import api, page
 from homing.console.masking import mask_url
 from homing.console.render import duration_ms, relative, utc
 from homing.console.respond import page_response
+from homing.web.http import JSON
 
 LATENCY_SAMPLE = 5000
 NEXT_FIRES = 5

@@ -18,9 +18,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing.api.context import Services
-from homing.api.http import JSON, caller_ip
-from homing.api.schedules import create_schedule, schedule_json
+from homing.actions import schedules as schedule_actions
 from homing.console.context import Viewer, services
 from homing.console.gate import action, api, page
 from homing.console.masking import mask_url
@@ -29,6 +27,8 @@ from homing.cron import CronSchedule
 from homing.errors import InvalidRequest, NotFound, QuotaExceeded
 from homing.headers import parse_options
 from homing.models import Schedule
+from homing.web.http import JSON, caller_ip
+from homing.web.views import schedule_json
 
 PREVIEW_FIRES = 5
 FIELDS = (
@@ -150,7 +150,7 @@ async def create(request: Request, viewer: Viewer, form: QueryParams) -> Respons
             return await _page(request, viewer, values, fires=fires)
         options = parse_options(_headers(values), limits=svc.settings.limits)
         body = values["body"].encode()
-        new_id = await create_schedule(
+        new_id = await schedule_actions.create(
             svc, viewer.account_id, values["destination"], options, body, caller_ip(request)
         )
     except (InvalidRequest, NotFound, QuotaExceeded) as exc:
@@ -159,21 +159,12 @@ async def create(request: Request, viewer: Viewer, form: QueryParams) -> Respons
     return flash(request, response, f"Schedule {new_id} created.")
 
 
-async def _set_paused(svc: Services, account_id: str, schedule_id: str, paused: bool) -> None:
-    """As the API's pause/resume: resuming counts the next fire from now."""
-    schedule = await svc.storage.get_schedule(account_id, schedule_id)
-    if schedule is None:
-        raise NotFound(f"schedule {schedule_id!r} not found")
-    next_fire = None if paused else CronSchedule.parse(schedule.cron).next_after(svc.clock.now_ms())
-    await svc.storage.set_schedule_paused(
-        account_id, schedule_id, paused=paused, next_fire_ms=next_fire
-    )
-
-
 @action()
 async def pause(request: Request, viewer: Viewer, form: QueryParams) -> Response:
     schedule_id = request.path_params["schedule_id"]
-    await _set_paused(services(request), viewer.account_id, schedule_id, True)
+    await schedule_actions.set_paused(
+        services(request), viewer.account_id, schedule_id, paused=True
+    )
     target = RedirectResponse(f"/console/schedules#{quote(schedule_id)}", 303)
     return flash(request, target, f"Schedule {schedule_id} paused.")
 
@@ -181,7 +172,9 @@ async def pause(request: Request, viewer: Viewer, form: QueryParams) -> Response
 @action()
 async def resume(request: Request, viewer: Viewer, form: QueryParams) -> Response:
     schedule_id = request.path_params["schedule_id"]
-    await _set_paused(services(request), viewer.account_id, schedule_id, False)
+    await schedule_actions.set_paused(
+        services(request), viewer.account_id, schedule_id, paused=False
+    )
     target = RedirectResponse(f"/console/schedules#{quote(schedule_id)}", 303)
     return flash(request, target, f"Schedule {schedule_id} resumed.")
 

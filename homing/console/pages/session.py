@@ -12,13 +12,13 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing.api.http import caller_ip
 from homing.console import render
 from homing.console.auth import COOKIE_PATH, LOGIN_COOKIE, SESSION_COOKIE, same_origin
 from homing.console.context import Viewer, secure, services, state
 from homing.console.gate import action, read_form, set_session_cookie
 from homing.console.respond import refuse
 from homing.errors import HomingError
+from homing.web.http import caller_ip
 
 MAX_TOKEN = 4096
 

@@ -6,7 +6,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing.api.url_groups import MAX_ENDPOINTS
+from homing.actions.quotas import MAX_ENDPOINTS
 from homing.console.context import Viewer, services
 from homing.console.gate import action, page
 from homing.console.respond import confirm_page, confirmed, flash, page_response

@@ -10,7 +10,9 @@ import base64
 import hashlib
 from typing import Any
 
-from homing.models import CallbackSpec, Headers, LogEntry, Message, Redaction
+from homing.cron import CronSchedule
+from homing.errors import InvalidRequest
+from homing.models import CallbackSpec, Headers, LogEntry, Message, Redaction, Schedule
 from homing.storage.base import QueueInfo, UrlGroup
 
 
@@ -177,3 +179,76 @@ def url_group_json(g: UrlGroup) -> dict[str, Any]:
         "updatedAt": g.updated_ms,
         "endpoints": [{"url": e.url, **({"name": e.name} if e.name else {})} for e in g.endpoints],
     }
+
+
+def _next_fire(s: Schedule, now_ms: int | None) -> int | None:
+    """The stored next fire, except that a paused schedule's next trigger time keeps advancing
+    (spec 7.5): the scheduler skips paused schedules, so their stored value goes stale."""
+    if not s.paused or now_ms is None or (s.next_fire_ms is not None and s.next_fire_ms > now_ms):
+        return s.next_fire_ms
+    try:
+        return CronSchedule.parse(s.cron, now_ms=now_ms).next_after(now_ms)
+    except InvalidRequest:
+        return s.next_fire_ms
+
+
+def schedule_json(s: Schedule, now_ms: int | None = None) -> dict[str, Any]:
+    spec = s.spec
+    out: dict[str, Any] = {
+        "scheduleId": s.id,
+        "cron": s.cron,
+        "destination": s.destination,
+        "createdAt": s.created_ms,
+        "method": spec.method,
+        "retries": spec.max_retries,
+        "isPaused": s.paused,
+    }
+    headers = redact_headers(spec.headers, spec.redact)
+    if headers:
+        out["header"] = headers
+    if s.body:
+        if spec.redact.body:
+            out["body"] = redacted_value(s.body)
+        else:
+            try:
+                out["body"] = s.body.decode("utf-8")
+            except UnicodeDecodeError:
+                out["bodyBase64"] = base64.b64encode(s.body).decode()
+    if s.delay_s:
+        out["delay"] = s.delay_s
+    if spec.timeout_s is not None:
+        out["timeout"] = spec.timeout_s
+    if spec.callback is not None:
+        out["callback"] = spec.callback.url
+        if spec.callback.headers:
+            out["callbackHeader"] = spec.callback.headers
+    if spec.failure_callback is not None:
+        out["failureCallback"] = spec.failure_callback.url
+        if spec.failure_callback.headers:
+            out["failureCallbackHeader"] = spec.failure_callback.headers
+    if s.queue_name:
+        out["queueName"] = s.queue_name
+    if s.flow is not None:
+        out["flowControlKey"] = s.flow.key
+        if s.flow.parallelism is not None:
+            out["parallelism"] = s.flow.parallelism
+        if s.flow.rate is not None:
+            out["rate"] = s.flow.rate
+        out["period"] = s.flow.period_s
+    if spec.retry_delay:
+        out["retryDelayExpression"] = spec.retry_delay
+    if s.labels:
+        out["label"] = s.labels[0]
+        out["labels"] = list(s.labels)
+    if s.caller_ip:
+        out["callerIP"] = out["callerIp"] = s.caller_ip
+    if s.last_fire_ms is not None:
+        out["lastScheduleTime"] = s.last_fire_ms
+    next_fire = _next_fire(s, now_ms)
+    if next_fire is not None:
+        out["nextScheduleTime"] = next_fire
+    if s.last_states:
+        out["lastScheduleStates"] = {k: v.value for k, v in s.last_states.items()}
+    if s.error:
+        out["error"] = s.error
+    return out
