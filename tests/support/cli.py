@@ -12,3 +12,10 @@ def homing(*args: str) -> str:
         [sys.executable, "-m", "homing", *args], capture_output=True, text=True, check=True
     )
     return done.stdout
+
+
+def homing_result(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`homing ARGS...` in a child process, whatever its exit code (for tests of exit codes)."""
+    return subprocess.run(
+        [sys.executable, "-m", "homing", *args], capture_output=True, text=True, timeout=timeout
+    )
