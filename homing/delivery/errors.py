@@ -80,6 +80,8 @@ def describe(exc: BaseException) -> str:
         return "invalid HTTP answer"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return "connection reset"  # aiohttp raises some of these without an errno
     if isinstance(exc, OSError):
         if exc.errno in _OPEN:
             return _OPEN[exc.errno]

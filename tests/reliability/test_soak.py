@@ -241,21 +241,22 @@ def test_long_run_stays_flat_and_loses_nothing(tmp_path: Path) -> None:
         from tests.upgrade.conftest import postgres_or_skip
 
         postgres_or_skip()
-        store = postgres_store()
-    else:
-        store = sqlite_store(tmp_path / "data")
-    sink = SinkProcess()
-    homing = SoakHoming(
-        tmp_path / "data",
-        tmp_path / "homing.log",
-        extra=["--backoff-scale", "0.01", "--log-level", "warning", *store.args],
-    )
-    load = Load("", sink)
     samples: list[Sample] = []
     interval = min(max(2.0, SECONDS / 30), 120.0)
-    try:
+    with contextlib.ExitStack() as cleanup:
+        store = postgres_store() if BACKEND == "postgres" else sqlite_store(tmp_path / "data")
+        cleanup.callback(store.close)
+        sink = SinkProcess()
+        cleanup.callback(sink.close)
+        homing = SoakHoming(
+            tmp_path / "data",
+            tmp_path / "homing.log",
+            extra=["--backoff-scale", "0.01", "--log-level", "warning", *store.args],
+        )
+        cleanup.callback(homing.stop)
         homing.start()
-        load.base_url = homing.base_url
+        load = Load(homing.base_url, sink)
+        cleanup.callback(load.stop)
         with httpx.Client(base_url=homing.base_url, headers=AUTH, timeout=30) as api:
             created = api.post(
                 f"/v2/schedules/{sink.url('/tick')}", headers={"Upstash-Cron": "* * * * * *"}
@@ -295,11 +296,6 @@ def test_long_run_stays_flat_and_loses_nothing(tmp_path: Path) -> None:
             f"{len(published - delivered())} of {len(published)} messages never delivered"
         )
         deliveries = sink.deliveries()
-    finally:
-        load.stop()
-        homing.stop()
-        sink.close()
-        store.close()
 
     ticks = {item[0] for item in deliveries if item[2] == "/tick"}
     attempts = [item for item in deliveries if item[0] in published]

@@ -202,6 +202,8 @@ def test_a_reset_of_an_open_connection() -> None:
         "connection reset"
     )
     assert describe(ConnectionResetError(errno.EPIPE, "Broken pipe")) == "connection reset"
+    closing = aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+    assert describe(closing) == "connection reset"
 
 
 def test_the_deadline_and_the_redirect_limit() -> None:
