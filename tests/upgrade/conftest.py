@@ -8,7 +8,6 @@ is skipped when unreachable, and fails instead when the `CI` environment variabl
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from tests.support.server import (
     TEST_POSTGRES_URL,
     PostgresSchemas,
     pg_execute,
+    postgres_or_skip,
     run_coroutine,
     with_search_path,
 )
@@ -38,16 +38,6 @@ class OldStore:
     url: str  # database URL for this release
     data_dir: Path
     manifest: dict[str, Any]  # what the old release was given (fixtures/<release>.json)
-
-
-def postgres_or_skip() -> None:
-    try:
-        run_coroutine(lambda: pg_execute(TEST_POSTGRES_URL, "SELECT 1"), timeout=10)
-    except Exception as exc:  # any failure to connect: skip locally, fail in CI
-        message = f"PostgreSQL at {TEST_POSTGRES_URL} is not reachable: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def load_dump(schemas: PostgresSchemas) -> str:

@@ -22,11 +22,12 @@ from tests.support.server import (
     TEST_POSTGRES_URL,
     PostgresSchemas,
     free_port,
+    postgres_or_skip,
     run_coroutine,
     with_search_path,
 )
 from tests.support.waiting import wait_until
-from tests.upgrade.conftest import OldStore, postgres_or_skip
+from tests.upgrade.conftest import OldStore
 
 UP_TO_DATE, NEEDED, UNKNOWN = 0, 1, 2
 
