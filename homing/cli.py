@@ -330,6 +330,16 @@ MIGRATE_NEEDED = 1
 MIGRATE_UNKNOWN = 2
 
 
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 async def _migrate(args: argparse.Namespace) -> int:
     from homing.storage import open_storage
     from homing.storage.migrate import schema_state
@@ -365,16 +375,6 @@ async def _migrate(args: argparse.Namespace) -> int:
     done = f"schema version {max(state.known):04d}"
     print(f"migrated {shown}: {done}" + (f" (it lacked {pending})" if pending else ", no change"))
     return 0
-
-
-def _without_password(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> None:

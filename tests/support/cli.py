@@ -14,8 +14,8 @@ def homing(*args: str) -> str:
     return done.stdout
 
 
-def homing_result(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`homing ARGS...` in a child process, whatever its exit code (for tests of exit codes)."""
+def run_homing(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`homing ARGS...` in a child process, whatever its exit code (for tests of refusals)."""
     return subprocess.run(
         [sys.executable, "-m", "homing", *args], capture_output=True, text=True, timeout=timeout
     )

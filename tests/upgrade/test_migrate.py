@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.cli import homing_result
+from tests.support.cli import run_homing
 from tests.support.server import (
     TEST_POSTGRES_URL,
     PostgresSchemas,
@@ -38,7 +38,7 @@ def known_versions(backend: str) -> list[int]:
 
 
 def check(url: str) -> tuple[int, str]:
-    done = homing_result("migrate", "--check", "--database", url)
+    done = run_homing("migrate", "--check", "--database", url)
     return done.returncode, done.stdout + done.stderr
 
 
@@ -81,11 +81,11 @@ def snapshot(store: OldStore) -> Any:
 
 
 def test_migrating_an_old_store_twice_changes_nothing_the_second_time(old_store: OldStore) -> None:
-    first = homing_result("migrate", "--database", old_store.url)
+    first = run_homing("migrate", "--database", old_store.url)
     assert first.returncode == 0, first.stderr
     after_first = snapshot(old_store)
 
-    second = homing_result("migrate", "--database", old_store.url)
+    second = run_homing("migrate", "--database", old_store.url)
 
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip().endswith("no change")
@@ -121,14 +121,14 @@ def test_check_on_sqlite_tells_what_is_missing_and_touches_nothing(tmp_path: Pat
     assert sorted(os.listdir(tmp_path)) == files
 
     # Migrated: up to date
-    assert homing_result("migrate", "--database", f"sqlite:///{path}").returncode == 0
+    assert run_homing("migrate", "--database", f"sqlite:///{path}").returncode == 0
     code, said = check(f"sqlite:///{path}")
     assert code == UP_TO_DATE and said.startswith("up to date")
 
 
 def test_check_refuses_a_store_of_a_newer_release(tmp_path: Path) -> None:
     path = tmp_path / "homing.db"
-    assert homing_result("migrate", "--database", f"sqlite:///{path}").returncode == 0
+    assert run_homing("migrate", "--database", f"sqlite:///{path}").returncode == 0
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("INSERT INTO homing_schema_version VALUES (9999)")
         db.commit()
@@ -147,7 +147,7 @@ def test_check_on_postgres_tells_and_touches_nothing() -> None:
         assert code == NEEDED and "no store yet" in said
         assert run_coroutine(lambda: postgres_rows(url, tables)) == [(0,)]
 
-        assert homing_result("migrate", "--database", url).returncode == 0
+        assert run_homing("migrate", "--database", url).returncode == 0
         code, said = check(url)
         assert code == UP_TO_DATE and said.startswith("up to date")
     finally:

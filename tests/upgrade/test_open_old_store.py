@@ -21,7 +21,7 @@ from qstash import Receiver as SignatureReceiver
 from homing.cli import main
 from homing.clock import ManualClock
 from tests.conftest import ServerFactory
-from tests.support.cli import homing_result
+from tests.support.cli import run_homing
 from tests.support.receiver import Received, Receiver
 from tests.support.server import (
     DEV_CURRENT_KEY,
@@ -116,7 +116,7 @@ def test_the_token_made_by_the_old_cli_still_works_with_its_own_keys(upgraded: U
     assert got.message_id == m["by_token"]
     verifier = SignatureReceiver(keys.json()["current"], keys.json()["next"])
     verifier.verify(signature=got.headers["Upstash-Signature"], body=body_of(got))
-    listed = homing_result("tokens", "list", "--database", upgraded.store.url)
+    listed = run_homing("tokens", "list", "--database", upgraded.store.url)
     assert listed.returncode == 0 and "upgrade-account" in listed.stdout, listed.stderr
 
 
