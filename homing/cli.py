@@ -2,7 +2,7 @@
 
     homing dev        local development: embedded SQLite, the QStash dev users, localhost allowed
     homing serve      production: needs a token, refuses private destinations
-    homing migrate    apply schema migrations and exit
+    homing migrate    apply schema migrations and exit (--check: only say whether it is needed)
     homing tokens     create, list and revoke API tokens in the store
     homing import     copy schedules, URL groups and queues from a QStash-compatible API
     homing backup     copy an SQLite store to a file, while its server runs
@@ -155,6 +155,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply schema migrations to the store and exit")
     for option in store_options:
         _add(migrate, option, environ)
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="only say whether the store needs migrating, changing nothing: exit 0 if it is up "
+        f"to date, {MIGRATE_NEEDED} if it needs migrating, {MIGRATE_UNKNOWN} if that cannot "
+        "be told (store unreachable, or migrated by a newer Homing)",
+    )
     tokens = sub.add_parser("tokens", help="manage API tokens")
     tsub = tokens.add_subparsers(dest="tokens_command", required=True)
     create = tsub.add_parser(
@@ -374,13 +381,54 @@ async def _tokens(args: argparse.Namespace) -> int:
         await storage.close()
 
 
+MIGRATE_NEEDED = 1
+MIGRATE_UNKNOWN = 2
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 async def _migrate(args: argparse.Namespace) -> int:
     from homing.storage import open_storage
+    from homing.storage.migrate import schema_state
 
-    storage = open_storage(store_url(args), exclusive=False)
+    url = store_url(args)
+    shown = _without_password(url)
+    try:
+        state = await schema_state(url)
+    except Exception as exc:  # unreachable, unreadable: the operator reads why, no traceback
+        print(f"homing migrate: cannot read the schema of {shown}: {exc}", file=sys.stderr)
+        return MIGRATE_UNKNOWN
+    if state.unknown:
+        newer = ", ".join(f"{v:04d}" for v in state.unknown)
+        print(
+            f"{shown} was migrated by a newer Homing (versions {newer} are unknown to "
+            f"homing {__version__}); migrations only go forward: run that release or a later one",
+            file=sys.stderr,
+        )
+        return MIGRATE_UNKNOWN
+    pending = ", ".join(f"{v:04d}" for v in state.pending)
+    if args.check:
+        if not state.exists:
+            print(f"needs migrating: no store yet at {shown}; migrating creates it ({pending})")
+            return MIGRATE_NEEDED
+        if state.pending:
+            print(f"needs migrating: {shown} lacks {pending}")
+            return MIGRATE_NEEDED
+        print(f"up to date: {shown} (schema version {max(state.known):04d})")
+        return 0
+    storage = open_storage(url, exclusive=False)
     await storage.open()
     await storage.close()
-    print(f"migrated {store_url(args)}")
+    done = f"schema version {max(state.known):04d}"
+    print(f"migrated {shown}: {done}" + (f" (it lacked {pending})" if pending else ", no change"))
     return 0
 
 

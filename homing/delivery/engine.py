@@ -34,6 +34,10 @@ from homing.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
+# Calls of `Storage.purge` in one purge round at most (each removes up to a few thousand rows):
+# enough to clear a day's backlog at 1,000 messages a second over a few rounds.
+MAX_PURGE_CALLS = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
@@ -326,12 +330,20 @@ class DeliveryEngine:
         await self.storage.release_expired_leases(now_ms=self.clock.now_ms())
 
     async def _purge(self) -> None:
+        # The store removes a bounded batch per call, to keep each write transaction short; one
+        # call a minute would fall behind any rate above ~30 messages a second (each leaves
+        # several log entries) and the store would grow for ever. So a round goes on while it
+        # still finds something to remove, letting other work in between calls.
         s = self.settings
-        await self.storage.purge(
-            now_ms=self.clock.now_ms(),
-            retention_ms=s.retention_ms,
-            dlq_retention_ms=s.dlq_retention_ms,
-        )
+        for _ in range(MAX_PURGE_CALLS):
+            removed = await self.storage.purge(
+                now_ms=self.clock.now_ms(),
+                retention_ms=s.retention_ms,
+                dlq_retention_ms=s.dlq_retention_ms,
+            )
+            if not removed:
+                return
+            await asyncio.sleep(0)
 
 
 _TASKS = {"renew": "lease renewal", "reap": "lease reaper", "purge": "purge"}

@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from homing import signing
+from homing.delivery import errors
 from homing.destinations import DestinationPolicy, PolicyResolver, ResolveFunc
 from homing.errors import HomingError
 from homing.headers import canonical
@@ -113,13 +114,11 @@ class Sender:
             async with asyncio.timeout(timeout):
                 return await self._follow(message, signing_key)
         except TimeoutError:
-            return Response(status=0, error=f"timeout: no complete answer within {timeout}s")
+            return Response(status=0, error=errors.timed_out(timeout))
         except HomingError as exc:  # a redirect hop refused by the destination policy
             return Response(status=0, error=exc.message)
-        except aiohttp.ClientConnectorDNSError as exc:
-            return Response(status=0, error=f"cannot resolve or not allowed: {exc.os_error}")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return Response(status=0, error=f"{type(exc).__name__}: {exc}".strip(": "))
+            return Response(status=0, error=errors.describe(exc))
 
     async def _follow(self, message: Message, signing_key: str) -> Response:
         assert self._session is not None, "Sender.start() was not called"
@@ -142,7 +141,7 @@ class Sender:
                     continue
                 data = await self._read_capped(resp)
                 return Response(status=resp.status, headers=_header_map(resp), body=data)
-        return Response(status=0, error=f"too many redirects (more than {MAX_REDIRECTS})")
+        return Response(status=0, error=errors.too_many_redirects(MAX_REDIRECTS))
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
         """Keep at most `max_response_bytes`; stop reading there instead of draining a flood."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from homing.clock import ManualClock
+from homing.delivery.engine import DeliveryEngine, EngineSettings
+from homing.delivery.sender import Sender
 from homing.storage.base import Storage
 from tests.contract.conftest import (
     ACCOUNT,
@@ -111,3 +114,27 @@ async def test_the_durability_check_names_what_is_unsafe(storage: Storage) -> No
     warning = await check()
     # None on a server that flushes its commits; a warning that names fsync otherwise.
     assert warning is None or "fsync" in warning
+
+
+async def test_a_purge_round_of_the_engine_keeps_up_with_any_backlog(storage: Storage) -> None:
+    # Given more log entries past retention (three for each delivered message) than one purge
+    # call removes: the store deletes in bounded batches to keep its write transactions short
+    for _ in range(2):
+        await insert(storage, *[new_message() for _ in range(1_000)])
+        claims = await claim(storage, limit=1_000)
+        assert len(claims) == 1_000
+        await storage.record_outcomes([delivered(c) for c in claims])
+    [pending] = await insert(storage, new_message(delay_ms=30 * DAY))
+    engine = DeliveryEngine(
+        storage,
+        Sender(allow_private=True),  # never started: a purge round sends nothing
+        ManualClock(T0 + 2 * DAY),
+        settings=EngineSettings(retention_ms=DAY, dlq_retention_ms=DAY),
+    )
+
+    # When the engine runs one purge round
+    await engine._purge()
+
+    # Then nothing past retention is left, and the pending message stays
+    assert await storage.purge(now_ms=T0 + 2 * DAY, retention_ms=DAY, dlq_retention_ms=DAY) == 0
+    assert await storage.get_message(ACCOUNT, pending) is not None

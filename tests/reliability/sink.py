@@ -15,6 +15,7 @@ Paths (any suffix after them is allowed):
     /slow      200 after `?ms=` milliseconds (default 1000)
     /hang      answers after `?s=` seconds (default 30)
     /hang-once hangs `?s=` seconds on the first attempt of a message id, answers 200 later ones
+    /fail-once 500 on the first attempt of a message id, 200 on later ones
     /drip      200, then one body byte per second for `?s=` seconds (default 120)
     /flood     `?status=` (default 200) with a 100 MiB body, sent as fast as the reader takes it
 
@@ -65,6 +66,8 @@ class Sink:
             await asyncio.sleep(int(query.get("ms", "1000")) / 1000)
         elif kind == "hang" or (kind == "hang-once" and first_time):
             await asyncio.sleep(float(query.get("s", "30")))
+        elif kind == "fail-once" and first_time:
+            return web.Response(status=500, text="failing once")
         elif kind == "drip":
             resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
             resp.enable_chunked_encoding()

@@ -80,7 +80,9 @@ class Concurrency:
 class Receiver:
     """Answers 200 unless a path has a rule: `receiver.on("/fail", lambda req: Reply(500))`."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """`port`: 0 for any free port; a fixed one only for destinations stored beforehand
+        (the upgrade fixtures)."""
         self.requests: list[Received] = []
         self._rules: dict[str, Callable[[Received], Reply]] = {}
         self._lock = threading.Lock()
@@ -114,7 +116,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(

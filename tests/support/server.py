@@ -82,6 +82,20 @@ async def pg_execute(url: str, *statements: str) -> None:
         await conn.close()
 
 
+def postgres_or_skip(url: str = TEST_POSTGRES_URL) -> None:
+    """Skip the test when PostgreSQL does not answer at `url`; fail it instead when the `CI`
+    environment variable is set (CI provides the server)."""
+    import pytest
+
+    try:
+        run_coroutine(lambda: pg_execute(url, "SELECT 1"), timeout=10)
+    except Exception as exc:  # any failure to connect
+        message = f"PostgreSQL at {url} is not reachable: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def postgres_on_test_clock(url: str, clock: Clock) -> Storage:
     """A PostgresStorage whose "database clock" is the test's clock.
 
