@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from homing import log_events, url_groups
 from homing.errors import StorageUnavailable
 from homing.models import (
     InsertResult,
@@ -30,6 +31,7 @@ from homing.models import (
     Page,
 )
 from homing.publish import Endpoint
+from homing.storage import codec
 from homing.storage.base import QueueInfo, Storage, UrlGroup
 from homing.storage.postgres.accounts import AccountStore
 from homing.storage.postgres.batch import InsertBatcher
@@ -43,8 +45,8 @@ from homing.storage.postgres.messages import (
     admit,
     insert,
     is_plain,
-    log_events,
     message,
+    write_events,
 )
 from homing.storage.postgres.pool import Conn, Database, affected
 from homing.storage.postgres.schedules import ScheduleStore
@@ -192,12 +194,12 @@ class PostgresStorage(
             canceled = await conn.fetch(Q["cancel_pending"], ids, account_id, now_ms)
             changed = [(r["seq"], r["id"], False) for r in marked]
             changed += [(r["seq"], r["id"], True) for r in canceled]
-            events: list[EventRow] = []
-            for _, message_id, final in sorted(changed):
-                events.append((account_id, message_id, now_ms, LogState.CANCEL_REQUESTED, None))
-                if final:
-                    events.append((account_id, message_id, now_ms, LogState.CANCELED, None))
-            await log_events(conn, events)
+            events: list[EventRow] = [
+                (account_id, message_id, now_ms, e.state, e.info)
+                for _, message_id, pending in sorted(changed)
+                for e in (log_events.CANCEL_PENDING if pending else log_events.CANCEL_ACTIVE)
+            ]
+            await write_events(conn, events)
             await admit(conn, {(account_id, r["queue_slot"]) for r in canceled if r["queue_slot"]})
             return len(marked) + len(canceled)
 
@@ -349,9 +351,8 @@ class PostgresStorage(
         async def run(conn: Conn) -> None:
             await conn.fetch(Q["lock_queues"], [account_id], [name])
             rows = await conn.fetch(Q["cancel_queue_messages"], account_id, name, now_ms)
-            await log_events(
-                conn, [(account_id, r[0], now_ms, LogState.CANCELED, None) for r in rows]
-            )
+            e = log_events.QUEUE_DELETED
+            await write_events(conn, [(account_id, r[0], now_ms, e.state, e.info) for r in rows])
             await conn.execute(Q["delete_queue"], account_id, name)
 
         await self._db.run(run)
@@ -360,8 +361,7 @@ class PostgresStorage(
 
     @staticmethod
     def _group(row: Any) -> UrlGroup:
-        endpoints = tuple(Endpoint(e["url"], e.get("name")) for e in orjson.loads(row[3]))
-        return UrlGroup(row[0], row[1], row[2], endpoints)
+        return UrlGroup(row[0], row[1], row[2], tuple(codec.decode_endpoints(row[3])))
 
     async def upsert_endpoints(
         self, account_id: str, group: str, endpoints: Sequence[Endpoint], *, now_ms: int
@@ -369,17 +369,7 @@ class PostgresStorage(
         async def run(conn: Conn) -> None:
             await conn.execute(Q["ensure_url_group"], account_id, group, now_ms)
             raw = await conn.fetchval(Q["lock_url_group"], account_id, group)
-            current = [Endpoint(e["url"], e.get("name")) for e in orjson.loads(raw)]
-            for new in endpoints:
-                for i, old in enumerate(current):
-                    if old.url == new.url or (new.name is not None and old.name == new.name):
-                        current[i] = new
-                        break
-                else:
-                    current.append(new)
-            doc = orjson.dumps(
-                [{"url": e.url, **({"name": e.name} if e.name else {})} for e in current]
-            ).decode()
+            doc = codec.encode_endpoints(url_groups.merge(codec.decode_endpoints(raw), endpoints))
             await conn.execute(Q["set_url_group"], account_id, group, doc, now_ms)
 
         await self._db.run(run)
@@ -391,16 +381,9 @@ class PostgresStorage(
             raw = await conn.fetchval(Q["lock_url_group"], account_id, group)
             if raw is None:
                 return False
-            kept = [
-                e
-                for e in orjson.loads(raw)
-                if not any(
-                    (r.url and r.url == e["url"]) or (r.name and r.name == e.get("name"))
-                    for r in endpoints
-                )
-            ]
+            kept = url_groups.remove(codec.decode_endpoints(raw), endpoints)
             if kept:
-                doc = orjson.dumps(kept).decode()
+                doc = codec.encode_endpoints(kept)
                 await conn.execute(Q["set_url_group"], account_id, group, doc, now_ms)
             else:
                 await conn.execute(Q["delete_url_group"], account_id, group)

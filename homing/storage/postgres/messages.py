@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from homing import log_events
 from homing.models import InsertResult, LogState, Message, MessageState, NewMessage
 from homing.storage import codec
 from homing.storage.postgres.pool import Conn
@@ -58,7 +59,7 @@ def json_text(info: dict[str, Any] | None) -> str | None:
     return orjson.dumps(info).decode() if info else None
 
 
-async def log_events(conn: Conn, rows: Sequence[EventRow]) -> None:
+async def write_events(conn: Conn, rows: Sequence[EventRow]) -> None:
     """Append events in the given order (ids increase in that order)."""
     if not rows:
         return
@@ -217,10 +218,7 @@ async def insert(
         [codec.encode_flow(m.flow) for m in keep],
         [codec.encode_spec(m.spec) for m in keep],
         [m.body for m in keep],
-        [
-            json_text({"nextDeliveryTime": m.not_before_ms}) if m.not_before_ms > t else None
-            for m, t in kept
-        ],
+        [json_text(log_events.created(m, t).info) for m, t in kept],
         [t for _, t in kept],
         ready_due if announce else None,
     )

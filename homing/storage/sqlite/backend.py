@@ -18,18 +18,19 @@ from typing import Any, TypeVar
 
 import orjson
 
+from homing import flow_control, log_events, url_groups
 from homing.errors import InvalidRequest, StorageUnavailable
 from homing.models import (
     AttemptOutcome,
     Claimed,
     InsertResult,
     LogEntry,
+    LogEvent,
     LogState,
     Message,
     MessageFilter,
     MessageState,
     NewMessage,
-    OutcomeKind,
     Page,
     Principal,
     SigningKeys,
@@ -428,8 +429,8 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
                     m.body,
                 )
             )
-            info = {"nextDeliveryTime": m.not_before_ms} if m.not_before_ms > now_ms else None
-            events.append((m.account_id, m.id, now_ms, LogState.CREATED, info))
+            created = log_events.created(m, now_ms)
+            events.append((m.account_id, m.id, now_ms, created.state, created.info))
             results.append(InsertResult(m.id, m.url))
         conn.executemany(Q["insert_message"], rows)
         self._log(conn, events)
@@ -496,20 +497,22 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
             events: list[tuple[str, str, int, LogState, dict[str, Any] | None]] = []
             slots: set[str] = set()
             for message_id, state, slot in rows:
-                events.append((account_id, message_id, now_ms, LogState.CANCEL_REQUESTED, None))
+                logged: tuple[LogEvent, ...]
                 if state == "active":
                     conn.execute(
                         "UPDATE messages SET cancel_requested = 1 WHERE id = ?", (message_id,)
                     )
-                    continue
-                conn.execute(
-                    "UPDATE messages SET state = 'canceled', final_ms = ?, due_ms = NULL "
-                    "WHERE id = ?",
-                    (now_ms, message_id),
-                )
-                events.append((account_id, message_id, now_ms, LogState.CANCELED, None))
-                if slot:
-                    slots.add(slot)
+                    logged = log_events.CANCEL_ACTIVE
+                else:
+                    conn.execute(
+                        "UPDATE messages SET state = 'canceled', final_ms = ?, due_ms = NULL "
+                        "WHERE id = ?",
+                        (now_ms, message_id),
+                    )
+                    logged = log_events.CANCEL_PENDING
+                    if slot:
+                        slots.add(slot)
+                events.extend((account_id, message_id, now_ms, e.state, e.info) for e in logged)
             self._log(conn, events)
             for slot in slots:
                 self._admit(conn, account_id, slot)
@@ -541,12 +544,12 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
                 by_key.setdefault((account_id, key), []).append(seq)
         for (account_id, key), seqs in by_key.items():
             cap, blocked_until = flow.capacity(conn, account_id, key, now_ms)
-            take = seqs[:cap]
+            take, wait = flow_control.split(seqs, cap)
             chosen.extend(take)
             if take:
                 flow.started(conn, account_id, key, len(take))
-            if len(seqs) > len(take):
-                flow.hold(conn, seqs[len(take) :], account_id, key, blocked_until)
+            if wait:
+                flow.hold(conn, wait, account_id, key, blocked_until)
         if not chosen:
             return []
         sql = CLAIM.replace("{seqs}", ",".join("?" * len(chosen)))
@@ -584,60 +587,29 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
         if target is None:
             return False, None  # fenced: the lease expired and someone else owns the message
         account_id, cancel_requested, slot, flow_key = target
-        response = codec.encode_response(o.response)
+        e = o.effect_for(cancel_requested=bool(cancel_requested))
         t = o.finished_ms
-        events: list[tuple[str, str, int, LogState, dict[str, Any] | None]] = []
-        earliest: int | None = None
-        if o.kind is OutcomeKind.DELIVERED:
-            conn.execute(Q["mark_delivered"], (t, response, o.message_id))
-            events.append(
-                (
-                    account_id,
-                    o.message_id,
-                    t,
-                    LogState.DELIVERED,
-                    {"responseStatus": o.response.status},
-                )
-            )
-        else:
-            events.append(
-                (account_id, o.message_id, t, LogState.ERROR, codec.event_info(o.response))
-            )
-            if cancel_requested:
-                conn.execute(Q["mark_canceled_after_attempt"], (t, response, o.message_id))
-                events.append((account_id, o.message_id, t, LogState.CANCELED, None))
-            elif o.kind is OutcomeKind.RETRY:
-                assert o.retry_at_ms is not None
-                conn.execute(Q["mark_retry"], (o.retry_at_ms, response, o.message_id))
-                events.append(
-                    (
-                        account_id,
-                        o.message_id,
-                        t,
-                        LogState.RETRY,
-                        {"nextDeliveryTime": o.retry_at_ms},
-                    )
-                )
-                earliest = o.retry_at_ms
-            else:
-                conn.execute(Q["mark_failed"], (t, response, o.dlq_id, t, o.message_id))
-                events.append(
-                    (
-                        account_id,
-                        o.message_id,
-                        t,
-                        LogState.FAILED,
-                        {"error": codec.event_info(o.response)["error"]},
-                    )
-                )
-        self._log(conn, events)
-        if o.new_messages and not (cancel_requested and o.kind is not OutcomeKind.DELIVERED):
-            _, due = self._insert(conn, o.new_messages, t, 0)
+        conn.execute(
+            Q["record_attempt"],
+            (
+                e.state.value,
+                e.due_ms,
+                e.final_ms,
+                e.dlq_id,
+                e.dlq_ms,
+                codec.encode_response(o.response),
+                o.message_id,
+            ),
+        )
+        self._log(conn, [(account_id, o.message_id, t, ev.state, ev.info) for ev in e.events])
+        earliest = e.due_ms
+        if e.new_messages:
+            _, due = self._insert(conn, e.new_messages, t, 0)
             if due is not None:
                 earliest = due if earliest is None else min(earliest, due)
         if flow_key is not None and flow.promote(conn, account_id, flow_key, t):
             earliest = t if earliest is None else min(earliest, t)
-        if slot and (o.kind is not OutcomeKind.RETRY or cancel_requested):
+        if slot and e.frees_slot:
             due = self._admit(conn, account_id, slot)
             if due is not None:
                 earliest = due if earliest is None else min(earliest, due)
@@ -658,21 +630,8 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
 
     def _release(self, conn: sqlite3.Connection, sql: str, args: tuple[Any, ...], now: int) -> int:
         rows = conn.execute(sql, args).fetchall()
-        # The attempt that was running may or may not have reached the destination: log it as
-        # an error so the timeline shows why the message is delivered again.
-        self._log(
-            conn,
-            [
-                (
-                    account,
-                    mid,
-                    now,
-                    LogState.ERROR,
-                    {"error": "attempt interrupted; lease released"},
-                )
-                for mid, account in rows
-            ],
-        )
+        e = log_events.LEASE_RELEASED
+        self._log(conn, [(account, mid, now, e.state, e.info) for mid, account in rows])
         return len(rows)
 
     async def release_leases(self, *, node_id: str | None, now_ms: int) -> int:
@@ -894,7 +853,8 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
                 "RETURNING id",
                 (now_ms, account_id, name),
             ).fetchall()
-            self._log(conn, [(account_id, mid, now_ms, LogState.CANCELED, None) for (mid,) in rows])
+            e = log_events.QUEUE_DELETED
+            self._log(conn, [(account_id, mid, now_ms, e.state, e.info) for (mid,) in rows])
             conn.execute("DELETE FROM queues WHERE account_id = ? AND name = ?", (account_id, name))
 
         await self._writer.call(run)
@@ -903,8 +863,7 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
 
     @staticmethod
     def _group(row: Sequence[Any]) -> UrlGroup:
-        endpoints = tuple(Endpoint(e["url"], e.get("name")) for e in orjson.loads(row[3]))
-        return UrlGroup(row[0], row[1], row[2], endpoints)
+        return UrlGroup(row[0], row[1], row[2], tuple(codec.decode_endpoints(row[3])))
 
     async def upsert_endpoints(
         self, account_id: str, group: str, endpoints: Sequence[Endpoint], *, now_ms: int
@@ -914,19 +873,8 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
                 "SELECT endpoints FROM url_groups WHERE account_id = ? AND name = ?",
                 (account_id, group),
             ).fetchone()
-            current = (
-                [Endpoint(e["url"], e.get("name")) for e in orjson.loads(row[0])] if row else []
-            )
-            for new in endpoints:
-                for i, old in enumerate(current):
-                    if old.url == new.url or (new.name is not None and old.name == new.name):
-                        current[i] = new
-                        break
-                else:
-                    current.append(new)
-            doc = orjson.dumps(
-                [{"url": e.url, **({"name": e.name} if e.name else {})} for e in current]
-            ).decode()
+            current = codec.decode_endpoints(row[0]) if row else []
+            doc = codec.encode_endpoints(url_groups.merge(current, endpoints))
             conn.execute(
                 "INSERT INTO url_groups (account_id, name, created_ms, updated_ms, endpoints) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, name) DO UPDATE SET "
@@ -946,19 +894,12 @@ class SqliteStorage(ScheduleStore, FlowControlStore, Storage):
             ).fetchone()
             if row is None:
                 return False
-            kept = [
-                e
-                for e in orjson.loads(row[0])
-                if not any(
-                    (r.url and r.url == e["url"]) or (r.name and r.name == e.get("name"))
-                    for r in endpoints
-                )
-            ]
+            kept = url_groups.remove(codec.decode_endpoints(row[0]), endpoints)
             if kept:
                 conn.execute(
                     "UPDATE url_groups SET endpoints = ?, updated_ms = ? "
                     "WHERE account_id = ? AND name = ?",
-                    (orjson.dumps(kept).decode(), now_ms, account_id, group),
+                    (codec.encode_endpoints(kept), now_ms, account_id, group),
                 )
             else:
                 conn.execute(

@@ -13,10 +13,10 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from homing import flow_control
+from homing.flow_control import UNLIMITED, RateWindow
 from homing.models import FlowControl, FlowKeyInfo
 from homing.storage.sqlite.connection import Readers, Writer
-
-UNLIMITED = 1 << 30
 
 UPSERT_KEY = """
 INSERT INTO flow_keys (account_id, key, parallelism, rate, period_s, created_ms, window_start_ms)
@@ -51,42 +51,37 @@ def upsert_key(conn: sqlite3.Connection, account_id: str, flow: FlowControl, now
     )
 
 
-def _window(row: Sequence[Any], now_ms: int) -> tuple[int, int, bool]:
-    """(rate count, window start, rolled over) of the key's current rate window."""
-    period_ms = row[2] * 1000
-    if now_ms >= row[5] + period_ms:
-        return 0, now_ms, True
-    return row[4], row[5], False
+def _stored_window(row: Sequence[Any]) -> RateWindow:
+    return RateWindow(row[4], row[5])
 
 
 def capacity(
     conn: sqlite3.Connection, account_id: str, key: str, now_ms: int
 ) -> tuple[int, int | None]:
-    """(deliveries the key may start now, when a rate-exhausted window ends or None)."""
+    """(deliveries the key may start now, when a rate-exhausted window ends or None), decided
+    by `homing.flow_control`; writes back a rate window that rolled over."""
     row = conn.execute(KEY_ROW, (account_id, key)).fetchone()
     if row is None:
         return UNLIMITED, None
     parallelism, rate, period_s, paused = row[0], row[1], row[2], row[3]
-    count, start, rolled = _window(row, now_ms)
-    if rolled:
+    stored = _stored_window(row)
+    active = 0 if parallelism is None else conn.execute(ACTIVE, (account_id, key)).fetchone()[0]
+    cap = flow_control.capacity(
+        paused=bool(paused),
+        parallelism=parallelism,
+        active=active,
+        rate=rate,
+        period_s=period_s,
+        window=stored,
+        now_ms=now_ms,
+    )
+    if cap.window != stored:
         conn.execute(
-            "UPDATE flow_keys SET rate_count = 0, window_start_ms = ? "
+            "UPDATE flow_keys SET rate_count = ?, window_start_ms = ? "
             "WHERE account_id = ? AND key = ?",
-            (start, account_id, key),
+            (cap.window.count, cap.window.start_ms, account_id, key),
         )
-    if paused:
-        return 0, None
-    cap = UNLIMITED
-    if parallelism is not None:
-        active = conn.execute(ACTIVE, (account_id, key)).fetchone()[0]
-        cap = min(cap, parallelism - active)
-    blocked_until = None
-    if rate is not None:
-        left = rate - count
-        if left <= 0:
-            blocked_until = start + period_s * 1000
-        cap = min(cap, left)
-    return max(cap, 0), blocked_until
+    return cap.free, cap.blocked_until_ms
 
 
 def started(conn: sqlite3.Connection, account_id: str, key: str, n: int) -> None:
@@ -120,7 +115,8 @@ def promote(conn: sqlite3.Connection, account_id: str, key: str, now_ms: int) ->
     )
     if cap <= 0:
         return False
-    return conn.execute(PROMOTE, (account_id, key, min(cap, 10_000))).rowcount > 0
+    promoted = conn.execute(PROMOTE, (account_id, key, min(cap, flow_control.PROMOTE_BATCH)))
+    return promoted.rowcount > 0
 
 
 def promote_unblocked(conn: sqlite3.Connection, now_ms: int) -> bool:
@@ -147,16 +143,16 @@ def info(conn: sqlite3.Connection, account_id: str, key: str, now_ms: int) -> Fl
     row = conn.execute(KEY_ROW, (account_id, key)).fetchone()
     if row is None:
         return None
-    count, start, _ = _window(row, now_ms)
+    window = flow_control.current_window(_stored_window(row), row[2], now_ms)
     return FlowKeyInfo(
         key=key,
         wait_list_size=conn.execute(WAITING, (account_id, key)).fetchone()[0],
         parallelism_max=row[0] or 0,
         parallelism_count=conn.execute(ACTIVE, (account_id, key)).fetchone()[0],
         rate_max=row[1] or 0,
-        rate_count=count,
+        rate_count=window.count,
         rate_period_s=row[2],
-        rate_period_start_ms=start,
+        rate_period_start_ms=window.start_ms,
         paused=bool(row[3]),
         pinned_parallelism=bool(row[6]),
         pinned_rate=bool(row[7]),

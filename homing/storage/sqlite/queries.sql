@@ -51,28 +51,11 @@ UPDATE messages SET lease_until = ? WHERE state = 'active' AND lease_owner = ?
 SELECT account_id, cancel_requested, queue_slot, flow_key FROM messages
 WHERE id = ? AND state = 'active' AND lease_token = ?
 
--- name: mark_delivered
+-- name: record_attempt
+-- Write what the outcome decided (homing.models.Effect) and end the lease.
 UPDATE messages
-SET state = 'delivered', final_ms = ?, attempts = attempts + 1, last_response = ?,
-    lease_owner = NULL, lease_until = NULL, lease_token = NULL, due_ms = NULL
-WHERE id = ?
-
--- name: mark_retry
-UPDATE messages
-SET state = 'ready', due_ms = ?, attempts = attempts + 1, last_response = ?,
-    lease_owner = NULL, lease_until = NULL, lease_token = NULL
-WHERE id = ?
-
--- name: mark_failed
-UPDATE messages
-SET state = 'failed', final_ms = ?, attempts = attempts + 1, last_response = ?, dlq_id = ?,
-    dlq_ms = ?, lease_owner = NULL, lease_until = NULL, lease_token = NULL, due_ms = NULL
-WHERE id = ?
-
--- name: mark_canceled_after_attempt
-UPDATE messages
-SET state = 'canceled', final_ms = ?, attempts = attempts + 1, last_response = ?,
-    lease_owner = NULL, lease_until = NULL, lease_token = NULL, due_ms = NULL
+SET state = ?, due_ms = ?, final_ms = ?, dlq_id = ?, dlq_ms = ?, attempts = attempts + 1,
+    last_response = ?, lease_owner = NULL, lease_until = NULL, lease_token = NULL
 WHERE id = ?
 
 -- name: release_node
