@@ -466,6 +466,9 @@ VALUES ($1, $2, $3, false, $4::bigint)
 ON CONFLICT (token_hash) DO UPDATE
 SET account_id = excluded.account_id, revoked_ms = NULL, read_only = false
 
+-- name: token_active
+SELECT 1 FROM tokens WHERE id = $1 AND revoked_ms IS NULL
+
 -- name: account_keys
 SELECT current_key, next_key FROM accounts WHERE id = $1
 
