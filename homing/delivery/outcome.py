@@ -135,7 +135,7 @@ def error_info(response: Response) -> dict[str, Any]:
 
 def _canceled_instead(finished_ms: int, response: Response) -> Effect:
     """A cancel requested during a failed attempt wins: no retry, no DLQ entry and no further
-    callbacks (spec 5.5). A delivered attempt is not undone by a late cancel."""
+    callbacks. A delivered attempt is not undone by a late cancel."""
     return Effect(
         state=MessageState.CANCELED,
         due_ms=None,

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from homing import flow_control, log_events
-from homing.models import AttemptOutcome, Claimed, Effect, OutcomeKind
+from homing.models import AttemptOutcome, Claimed, Effect
 from homing.storage import codec
 from homing.storage.postgres import flow
 from homing.storage.postgres.listener import Announcer
@@ -233,7 +233,8 @@ class DeliveryStore:
     async def record_outcomes(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
         if not outcomes:
             return []
-        creates = any(o.kind is OutcomeKind.RETRY or o.new_messages for o in outcomes)
+        # Work made claimable (a retry, new messages) is announced to other nodes.
+        creates = any(o.effect.due_ms is not None or o.new_messages for o in outcomes)
         announce = creates and self._announcer.inline()
         if any(o.new_messages for o in outcomes):
             applied, earliest = await self._db.run(
