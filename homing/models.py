@@ -193,13 +193,40 @@ class OutcomeKind(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One log entry that recording something writes (its time is the recording's)."""
+
+    state: LogState
+    info: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """What recording an attempt writes to its message, decided in full by pure code
+    (`homing.delivery.outcome`): storage copies these values and does nothing else."""
+
+    state: MessageState  # DELIVERED, READY (a retry), FAILED or CANCELED
+    due_ms: int | None  # READY only: when the retry is due
+    final_ms: int | None  # final states only
+    dlq_id: str | None  # FAILED only: the message enters the DLQ under this id
+    dlq_ms: int | None
+    events: tuple[LogEvent, ...]  # logged at the outcome's `finished_ms`, in this order
+    new_messages: tuple[NewMessage, ...] = ()  # callbacks, failure callbacks
+
+    @property
+    def frees_slot(self) -> bool:
+        """A message that is done frees its queue slot; a retry keeps it (FIFO order)."""
+        return self.final_ms is not None
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptOutcome:
     """The decision about one attempt, to be recorded atomically with the messages it creates.
 
     Storage applies it only while the lease token still matches (a node whose lease expired
-    cannot overwrite the result of the node that took over). If a cancel was requested during
-    the attempt and the outcome is not DELIVERED, storage records CANCELED instead and drops
-    `new_messages` (no retry, no further callbacks: spec 5.5).
+    cannot overwrite the result of the node that took over). It records `effect`, or
+    `if_canceled` when a cancel was requested while the attempt was in flight: storage reads
+    that flag and picks the branch, both of which `homing.delivery.outcome` decided.
     """
 
     message_id: str
@@ -207,9 +234,23 @@ class AttemptOutcome:
     kind: OutcomeKind
     finished_ms: int
     response: Response
-    retry_at_ms: int | None = None  # RETRY only
-    dlq_id: str | None = None  # FAILED only
-    new_messages: tuple[NewMessage, ...] = ()  # callbacks, failure callbacks
+    effect: Effect
+    if_canceled: Effect
+
+    def effect_for(self, *, cancel_requested: bool) -> Effect:
+        return self.if_canceled if cancel_requested else self.effect
+
+    @property
+    def retry_at_ms(self) -> int | None:
+        return self.effect.due_ms
+
+    @property
+    def dlq_id(self) -> str | None:
+        return self.effect.dlq_id
+
+    @property
+    def new_messages(self) -> tuple[NewMessage, ...]:
+        return self.effect.new_messages
 
 
 @dataclass(frozen=True, slots=True)

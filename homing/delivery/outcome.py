@@ -1,7 +1,12 @@
 """What one attempt means: delivered, retry later, or failed for good; and which callbacks follow.
 
 Pure policy (spec 9.2, 9.3, 9.7, 9.8): the engine hands in the message and the response and
-storage records the returned `AttemptOutcome` as it is.
+storage records the returned `AttemptOutcome` as it is. The outcome spells out everything that
+recording writes (`Effect`: the message's new state, its times, its DLQ entry, the log entries,
+the new messages), in two branches: as decided, and what happens instead when the message was
+canceled while the attempt was in flight (a cancel cannot be seen before the attempt ends,
+since it arrives on another request). Storage reads the message's cancel flag and records one
+branch; it decides nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +22,12 @@ from homing.models import (
     AttemptOutcome,
     CallbackSpec,
     DeliverySpec,
+    Effect,
+    LogEvent,
+    LogState,
     Message,
     MessageKind,
+    MessageState,
     NewMessage,
     OutcomeKind,
     Response,
@@ -114,6 +123,116 @@ def _callback_message(
     )
 
 
+def error_info(response: Response) -> dict[str, Any]:
+    """The log fields of a failed attempt (spec 11.3)."""
+    info: dict[str, Any] = {"error": response.error or f"status {response.status}"}
+    if response.status:
+        info["responseStatus"] = response.status
+        info["responseHeader"] = response.headers
+        info["responseBody"] = base64.b64encode(response.body).decode()
+    return info
+
+
+def _canceled_instead(finished_ms: int, response: Response) -> Effect:
+    """A cancel requested during a failed attempt wins: no retry, no DLQ entry and no further
+    callbacks. A delivered attempt is not undone by a late cancel."""
+    return Effect(
+        state=MessageState.CANCELED,
+        due_ms=None,
+        final_ms=finished_ms,
+        dlq_id=None,
+        dlq_ms=None,
+        events=(LogEvent(LogState.ERROR, error_info(response)), LogEvent(LogState.CANCELED)),
+    )
+
+
+def delivered(
+    message_id: str,
+    lease_token: int,
+    *,
+    finished_ms: int,
+    response: Response,
+    new_messages: tuple[NewMessage, ...] = (),
+) -> AttemptOutcome:
+    effect = Effect(
+        state=MessageState.DELIVERED,
+        due_ms=None,
+        final_ms=finished_ms,
+        dlq_id=None,
+        dlq_ms=None,
+        events=(LogEvent(LogState.DELIVERED, {"responseStatus": response.status}),),
+        new_messages=new_messages,
+    )
+    return AttemptOutcome(
+        message_id, lease_token, OutcomeKind.DELIVERED, finished_ms, response, effect, effect
+    )
+
+
+def retry(
+    message_id: str,
+    lease_token: int,
+    *,
+    finished_ms: int,
+    response: Response,
+    retry_at_ms: int,
+    new_messages: tuple[NewMessage, ...] = (),
+) -> AttemptOutcome:
+    effect = Effect(
+        state=MessageState.READY,
+        due_ms=retry_at_ms,
+        final_ms=None,
+        dlq_id=None,
+        dlq_ms=None,
+        events=(
+            LogEvent(LogState.ERROR, error_info(response)),
+            LogEvent(LogState.RETRY, {"nextDeliveryTime": retry_at_ms}),
+        ),
+        new_messages=new_messages,
+    )
+    return AttemptOutcome(
+        message_id,
+        lease_token,
+        OutcomeKind.RETRY,
+        finished_ms,
+        response,
+        effect,
+        _canceled_instead(finished_ms, response),
+    )
+
+
+def failed(
+    message_id: str,
+    lease_token: int,
+    *,
+    finished_ms: int,
+    response: Response,
+    dlq_id: str,
+    new_messages: tuple[NewMessage, ...] = (),
+) -> AttemptOutcome:
+    error = error_info(response)
+    effect = Effect(
+        state=MessageState.FAILED,
+        due_ms=None,
+        final_ms=finished_ms,
+        dlq_id=dlq_id,
+        dlq_ms=finished_ms,
+        events=(
+            LogEvent(LogState.ERROR, error),
+            LogEvent(LogState.FAILED, {"error": error["error"]}),
+        ),
+        new_messages=new_messages,
+    )
+    return AttemptOutcome(
+        message_id,
+        lease_token,
+        OutcomeKind.FAILED,
+        finished_ms,
+        response,
+        effect,
+        _canceled_instead(finished_ms, response),
+    )
+
+
 def decide(
     message: Message,
     lease_token: int,
@@ -136,9 +255,8 @@ def decide(
         )
 
     if is_success(response):
-        kind = OutcomeKind.DELIVERED
-        return AttemptOutcome(
-            message.id, lease_token, kind, now_ms, response, new_messages=tuple(new)
+        return delivered(
+            message.id, lease_token, finished_ms=now_ms, response=response, new_messages=tuple(new)
         )
 
     if attempt <= spec.max_retries and not is_non_retryable(response):
@@ -149,12 +267,11 @@ def decide(
             now_ms=now_ms,
             scale=policy.backoff_scale,
         )
-        return AttemptOutcome(
+        return retry(
             message.id,
             lease_token,
-            OutcomeKind.RETRY,
-            now_ms,
-            response,
+            finished_ms=now_ms,
+            response=response,
             retry_at_ms=now_ms + delay,
             new_messages=tuple(new),
         )
@@ -167,12 +284,11 @@ def decide(
                 message, spec.failure_callback, MessageKind.FAILURE_CALLBACK, body, now_ms, new_id
             )
         )
-    return AttemptOutcome(
+    return failed(
         message.id,
         lease_token,
-        OutcomeKind.FAILED,
-        now_ms,
-        response,
+        finished_ms=now_ms,
+        response=response,
         dlq_id=dlq_id,
         new_messages=tuple(new),
     )

@@ -1,8 +1,10 @@
 """The storage contract: domain operations every backend implements, and nothing else.
 
-Storage records decisions; it does not make them. Retry timing, header semantics, fan-out and
-callback bodies are decided by pure code (`homing.publish`, `homing.retry`,
-`homing.delivery.outcome`) and handed over as `NewMessage` / `AttemptOutcome` values. What storage
+Storage records decisions; it does not make them. Retry timing, header semantics, fan-out,
+callback bodies, what an outcome writes (also when the message was canceled meanwhile), log
+entries, flow-control capacity and URL-group membership are decided by pure code
+(`homing.publish`, `homing.retry`, `homing.delivery.outcome`, `homing.log_events`,
+`homing.flow_control`, `homing.url_groups`) and handed over as values. What storage
 owns is what must be atomic or global: deduplication, claiming (each due message to exactly one
 claimer), lease fencing, FIFO admission for queues, and the log of state transitions.
 
@@ -205,9 +207,10 @@ class Storage(abc.ABC):
         """Record each attempt's outcome with the messages it creates, atomically per outcome.
 
         An outcome whose lease token no longer matches an ACTIVE message is ignored (False).
-        Logs: DELIVERED; ERROR + RETRY; ERROR + FAILED (the message enters the DLQ); or, when a
-        cancel was requested and the outcome is not DELIVERED, ERROR + CANCELED with no new
-        messages. A final message frees its queue slot."""
+        Otherwise the message gets `outcome.effect`, or `outcome.if_canceled` when a cancel was
+        requested while the attempt was in flight: its state, times and DLQ entry, its log
+        entries (at `finished_ms`, in order) and its new messages, exactly as decided by
+        `homing.delivery.outcome`. A message whose effect is final frees its queue slot."""
 
     @abc.abstractmethod
     async def release_leases(self, *, node_id: str | None, now_ms: int) -> int:

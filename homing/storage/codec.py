@@ -24,6 +24,7 @@ from homing.models import (
     Schedule,
     ScheduleState,
 )
+from homing.publish import Endpoint
 
 
 def _callback_doc(cb: CallbackSpec | None) -> dict[str, Any] | None:
@@ -124,22 +125,23 @@ def url_parts(url: str) -> tuple[str, str]:
         return ("", "")
 
 
+def encode_endpoints(endpoints: Iterable[Endpoint]) -> str:
+    """A URL group's members as stored: `[{"url": ..., "name": ...}]`, name only when set."""
+    return orjson.dumps(
+        [{"url": e.url, **({"name": e.name} if e.name else {})} for e in endpoints]
+    ).decode()
+
+
+def decode_endpoints(raw: str | bytes) -> list[Endpoint]:
+    return [Endpoint(e["url"], e.get("name")) for e in orjson.loads(raw)]
+
+
 def encode_labels(labels: tuple[str, ...]) -> str | None:
     return orjson.dumps(labels).decode() if labels else None
 
 
 def decode_labels(raw: str | None) -> tuple[str, ...]:
     return tuple(orjson.loads(raw)) if raw else ()
-
-
-def event_info(response: Response) -> dict[str, Any]:
-    """The log fields of a failed attempt (spec 11.3)."""
-    info: dict[str, Any] = {"error": response.error or f"status {response.status}"}
-    if response.status:
-        info["responseStatus"] = response.status
-        info["responseHeader"] = response.headers
-        info["responseBody"] = base64.b64encode(response.body).decode()
-    return info
 
 
 # What a schedule's last fire looks like from the state of one of its messages (spec 7.3);

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from homing.delivery import outcome
 from homing.models import (
     AttemptOutcome,
     CallbackSpec,
@@ -28,7 +29,6 @@ from homing.models import (
     FlowControl,
     MessageFilter,
     NewMessage,
-    OutcomeKind,
     Response,
     SigningKeys,
 )
@@ -268,10 +268,9 @@ def ids_of(claims: Sequence[Claimed]) -> list[str]:
 def delivered(
     c: Claimed, *, at: int = T0 + 100, new: tuple[NewMessage, ...] = (), status: int = 200
 ) -> AttemptOutcome:
-    return AttemptOutcome(
-        message_id=c.message.id,
-        lease_token=c.lease_token,
-        kind=OutcomeKind.DELIVERED,
+    return outcome.delivered(
+        c.message.id,
+        c.lease_token,
         finished_ms=at,
         response=Response(status, {"Content-Type": ["text/plain"]}, b"ok"),
         new_messages=new,
@@ -281,10 +280,9 @@ def delivered(
 def retry(
     c: Claimed, *, at: int = T0 + 100, retry_at: int = T0 + 10_000, status: int = 500
 ) -> AttemptOutcome:
-    return AttemptOutcome(
-        message_id=c.message.id,
-        lease_token=c.lease_token,
-        kind=OutcomeKind.RETRY,
+    return outcome.retry(
+        c.message.id,
+        c.lease_token,
         finished_ms=at,
         response=Response(status, {}, b"boom"),
         retry_at_ms=retry_at,
@@ -299,10 +297,9 @@ def failed(
     status: int = 500,
     new: tuple[NewMessage, ...] = (),
 ) -> AttemptOutcome:
-    return AttemptOutcome(
-        message_id=c.message.id,
-        lease_token=c.lease_token,
-        kind=OutcomeKind.FAILED,
+    return outcome.failed(
+        c.message.id,
+        c.lease_token,
         finished_ms=at,
         response=Response(status, {}, b"boom"),
         dlq_id=dlq_id or f"{at}-{next(_ids)}",

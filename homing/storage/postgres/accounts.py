@@ -49,9 +49,7 @@ class AccountStore:
         return None if row is None else Principal(row[0], bool(row[1]), row[2])
 
     async def token_active(self, token_id: str) -> bool:
-        row = await self._db.fetchrow(
-            "SELECT 1 FROM tokens WHERE id = $1 AND revoked_ms IS NULL", token_id
-        )
+        row = await self._db.fetchrow(Q["token_active"], token_id)
         return row is not None
 
     async def signing_keys(self, account_id: str) -> SigningKeys:

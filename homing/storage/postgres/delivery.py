@@ -23,15 +23,26 @@ import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from homing.models import AttemptOutcome, Claimed, OutcomeKind
+from homing import flow_control, log_events
+from homing.models import AttemptOutcome, Claimed, Effect
 from homing.storage import codec
 from homing.storage.postgres import flow
 from homing.storage.postgres.listener import Announcer
 from homing.storage.postgres.messages import Q, admit, insert, json_text, message
 from homing.storage.postgres.pool import Conn, Database, affected
 
-RELEASED_INFO = json_text({"error": "attempt interrupted; lease released"})
+RELEASED = log_events.LEASE_RELEASED
 _MESSAGE_OFFSET = 3  # claim rows: kind, seq, unblock_ms, then the message columns
+
+
+def _effect_columns(effects: Sequence[Effect]) -> list[list[Any]]:
+    return [
+        [e.state.value for e in effects],
+        [e.due_ms for e in effects],
+        [e.final_ms for e in effects],
+        [e.dlq_id for e in effects],
+        [e.dlq_ms for e in effects],
+    ]
 
 
 def _earliest(*times: int | None) -> int | None:
@@ -104,11 +115,11 @@ class DeliveryStore:
                 chosen.extend(ids)
                 continue
             cap, blocked_until = flow.capacity(state, actives.get(k, 0), now_ms)
-            take = ids[:cap]
+            take, wait = flow_control.split(ids, cap)
             chosen.extend(take)
             state.rate_count += len(take)
-            if len(ids) > len(take):
-                held.extend(ids[len(take) :])
+            if wait:
+                held.extend(wait)
                 if blocked_until is not None:
                     state.blocked_until_ms = blocked_until
         await flow.save(conn, states.values())
@@ -143,30 +154,34 @@ class DeliveryStore:
     def _outcome_args(
         outcomes: Sequence[AttemptOutcome], everything: bool, announce: bool
     ) -> list[Any]:
-        info_a: list[str | None] = []
-        info_b: list[str | None] = []
-        for o in outcomes:
-            if o.kind is OutcomeKind.DELIVERED:
-                info_a.append(json_text({"responseStatus": o.response.status}))
-                info_b.append(None)
-                continue
-            error = codec.event_info(o.response)
-            info_a.append(json_text(error))
-            if o.kind is OutcomeKind.RETRY:
-                info_b.append(json_text({"nextDeliveryTime": o.retry_at_ms}))
-            else:
-                info_b.append(json_text({"error": error["error"]}))
+        """The parameters of `record_outcomes`: both decided branches of each outcome."""
+        decided = [o.effect for o in outcomes]
+        canceled = [o.if_canceled for o in outcomes]
+        ev_ord: list[int] = []
+        ev_branch: list[bool | None] = []
+        ev_state: list[str] = []
+        ev_info: list[str | None] = []
+        for ord_, o in enumerate(outcomes, start=1):
+            same = o.effect.events == o.if_canceled.events
+            branches = ((None, o.effect),) if same else ((False, o.effect), (True, o.if_canceled))
+            for branch, effect in branches:
+                for event in effect.events:
+                    ev_ord.append(ord_)
+                    ev_branch.append(branch)
+                    ev_state.append(event.state.value)
+                    ev_info.append(json_text(event.info))
         return [
             [o.message_id for o in outcomes],
             [o.lease_token for o in outcomes],
-            [o.kind.value for o in outcomes],
             [o.finished_ms for o in outcomes],
             [codec.encode_response(o.response) for o in outcomes],
             [o.response.status for o in outcomes],
-            [o.retry_at_ms if o.kind is OutcomeKind.RETRY else None for o in outcomes],
-            [o.dlq_id if o.kind is OutcomeKind.FAILED else None for o in outcomes],
-            info_a,
-            info_b,
+            *_effect_columns(decided),
+            *_effect_columns(canceled),
+            ev_ord,
+            ev_branch,
+            ev_state,
+            ev_info,
             everything,
             announce,
         ]
@@ -179,11 +194,15 @@ class DeliveryStore:
         rows = await conn.fetch(Q["record_outcomes"], *args)
         applied = [bool(r["applied"]) for r in rows]
         earliest = _earliest(*(r["due_ms"] for r in rows if r["state"] == "ready"))
+        effects = [
+            o.effect_for(cancel_requested=r["cancel_requested"]) if r["applied"] else None
+            for o, r in zip(outcomes, rows, strict=True)
+        ]
         new = [
             (m, o.finished_ms)
-            for o, r in zip(outcomes, rows, strict=True)
-            if r["applied"] and r["state"] != "canceled"
-            for m in o.new_messages
+            for o, e in zip(outcomes, effects, strict=True)
+            if e is not None
+            for m in e.new_messages
         ]
         if new:
             _, due = await insert(
@@ -205,8 +224,8 @@ class DeliveryStore:
                 earliest = _earliest(earliest, t)
         slots = [
             (r["account_id"], r["queue_slot"])
-            for r in rows
-            if r["applied"] and r["queue_slot"] and r["state"] != "ready"
+            for r, e in zip(rows, effects, strict=True)
+            if e is not None and r["queue_slot"] and e.frees_slot
         ]
         earliest = _earliest(earliest, await admit(conn, slots, announce=announce))
         return applied, earliest
@@ -214,7 +233,8 @@ class DeliveryStore:
     async def record_outcomes(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
         if not outcomes:
             return []
-        creates = any(o.kind is OutcomeKind.RETRY or o.new_messages for o in outcomes)
+        # Work made claimable (a retry, new messages) is announced to other nodes.
+        creates = any(o.effect.due_ms is not None or o.new_messages for o in outcomes)
         announce = creates and self._announcer.inline()
         if any(o.new_messages for o in outcomes):
             applied, earliest = await self._db.run(
@@ -242,14 +262,18 @@ class DeliveryStore:
     # -- releasing --------------------------------------------------------------------------
 
     async def release_leases(self, *, node_id: str | None, now_ms: int) -> int:
-        row = await self._db.fetchrow(Q["release_node"], now_ms, node_id, RELEASED_INFO)
+        row = await self._db.fetchrow(
+            Q["release_node"], now_ms, node_id, RELEASED.state.value, json_text(RELEASED.info)
+        )
         count: int = row["n"]
         if count:
             self._wake(now_ms)
         return count
 
     async def release_expired_leases(self, *, now_ms: int) -> int:
-        row = await self._db.fetchrow(Q["release_expired"], now_ms, RELEASED_INFO)
+        row = await self._db.fetchrow(
+            Q["release_expired"], now_ms, RELEASED.state.value, json_text(RELEASED.info)
+        )
         count: int = row["n"]
         if count:
             self._wake(now_ms)

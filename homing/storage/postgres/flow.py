@@ -17,11 +17,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from homing import flow_control
+from homing.flow_control import RateWindow
 from homing.models import FlowKeyInfo
 from homing.storage.postgres.messages import Q
 from homing.storage.postgres.pool import Conn, Database
 
-UNLIMITED = 1 << 30
 Key = tuple[str, str]  # (account_id, key)
 
 
@@ -38,13 +39,6 @@ class KeyState:
     rate_count: int
     window_start_ms: int
     blocked_until_ms: int | None
-
-
-def _window(rate_count: int, start_ms: int, period_s: int, now_ms: int) -> tuple[int, int]:
-    """(rate count, window start) of the key's current rate window."""
-    if now_ms >= start_ms + period_s * 1000:
-        return 0, now_ms
-    return rate_count, start_ms
 
 
 async def lock(conn: Conn, keys: Iterable[Key]) -> dict[Key, KeyState]:
@@ -64,24 +58,19 @@ async def active_counts(conn: Conn, keys: Iterable[Key]) -> dict[Key, int]:
 
 
 def capacity(state: KeyState, active: int, now_ms: int) -> tuple[int, int | None]:
-    """(deliveries the key may start now, when a rate-exhausted window ends or None).
-
-    Rolls the rate window over in `state` when its period has passed."""
-    state.rate_count, state.window_start_ms = _window(
-        state.rate_count, state.window_start_ms, state.period_s, now_ms
+    """(deliveries the key may start now, when a rate-exhausted window ends or None), decided
+    by `homing.flow_control`. Rolls the rate window over in `state` when its period has passed."""
+    cap = flow_control.capacity(
+        paused=state.paused,
+        parallelism=state.parallelism,
+        active=active,
+        rate=state.rate,
+        period_s=state.period_s,
+        window=RateWindow(state.rate_count, state.window_start_ms),
+        now_ms=now_ms,
     )
-    if state.paused:
-        return 0, None
-    cap = UNLIMITED
-    if state.parallelism is not None:
-        cap = min(cap, state.parallelism - active)
-    blocked_until = None
-    if state.rate is not None:
-        left = state.rate - state.rate_count
-        if left <= 0:
-            blocked_until = state.window_start_ms + state.period_s * 1000
-        cap = min(cap, left)
-    return max(cap, 0), blocked_until
+    state.rate_count, state.window_start_ms = cap.window.count, cap.window.start_ms
+    return cap.free, cap.blocked_until_ms
 
 
 async def save(conn: Conn, states: Iterable[KeyState]) -> None:
@@ -108,7 +97,7 @@ async def promote(conn: Conn, keys: Iterable[Key], now_ms: int) -> int:
     for k, state in states.items():
         cap, state.blocked_until_ms = capacity(state, actives.get(k, 0), now_ms)
         if cap > 0:
-            quota.append((k, min(cap, 10_000)))
+            quota.append((k, min(cap, flow_control.PROMOTE_BATCH)))
     await save(conn, states.values())
     if not quota:
         return 0
@@ -129,16 +118,16 @@ async def promote_unblocked(conn: Conn, now_ms: int) -> int:
 
 
 def _info(row: Any, now_ms: int) -> FlowKeyInfo:
-    count, start = _window(row[5], row[6], row[3], now_ms)
+    window = flow_control.current_window(RateWindow(row[5], row[6]), row[3], now_ms)
     return FlowKeyInfo(
         key=row[0],
         wait_list_size=row[9],
         parallelism_max=row[1] or 0,
         parallelism_count=row[10],
         rate_max=row[2] or 0,
-        rate_count=count,
+        rate_count=window.count,
         rate_period_s=row[3],
-        rate_period_start_ms=start,
+        rate_period_start_ms=window.start_ms,
         paused=row[4],
         pinned_parallelism=row[7],
         pinned_rate=row[8],

@@ -1,20 +1,36 @@
-"""Message rows on PostgreSQL: decoding, the insert path, queue admission and the event log.
+"""Messages on PostgreSQL: decoding, the insert path, queue admission, the event log,
+cancelling, the DLQ and the log (mixed into PostgresStorage).
 
-These run on a connection the caller provides, inside the caller's transaction, so that an
-operation (a publish, an outcome with its callbacks, a schedule fire) stays atomic.
+The module functions run on a connection the caller provides, inside the caller's transaction,
+so that an operation (a publish, an outcome with its callbacks, a schedule fire) stays atomic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from homing.models import InsertResult, LogState, Message, MessageState, NewMessage
+from homing import log_events
+from homing.models import (
+    InsertResult,
+    LogEntry,
+    LogState,
+    Message,
+    MessageFilter,
+    MessageState,
+    NewMessage,
+    Page,
+)
 from homing.storage import codec
-from homing.storage.postgres.pool import Conn
+from homing.storage.postgres.filters import Params, compose, message_where
+from homing.storage.postgres.listener import Announcer
+from homing.storage.postgres.pool import Conn, Database
 from homing.storage.queries import load_queries
+
+if TYPE_CHECKING:  # batch.py builds on this module's `insert`
+    from homing.storage.postgres.batch import InsertBatcher
 
 Q = load_queries("homing.storage.postgres")
 
@@ -58,7 +74,7 @@ def json_text(info: dict[str, Any] | None) -> str | None:
     return orjson.dumps(info).decode() if info else None
 
 
-async def log_events(conn: Conn, rows: Sequence[EventRow]) -> None:
+async def write_events(conn: Conn, rows: Sequence[EventRow]) -> None:
     """Append events in the given order (ids increase in that order)."""
     if not rows:
         return
@@ -217,10 +233,7 @@ async def insert(
         [codec.encode_flow(m.flow) for m in keep],
         [codec.encode_spec(m.spec) for m in keep],
         [m.body for m in keep],
-        [
-            json_text({"nextDeliveryTime": m.not_before_ms}) if m.not_before_ms > t else None
-            for m, t in kept
-        ],
+        [json_text(log_events.created(m, t).info) for m, t in kept],
         [t for _, t in kept],
         ready_due if announce else None,
     )
@@ -228,3 +241,176 @@ async def insert(
     it = iter(keep)
     out = [r if r is not None else InsertResult((m := next(it)).id, m.url) for r in results]
     return out, _earliest(ready_due, admitted)
+
+
+class MessageStore:
+    """The messages, DLQ and log part of the storage contract."""
+
+    _db: Database
+    _batcher: InsertBatcher
+    _announcer: Announcer
+
+    if TYPE_CHECKING:  # provided by Storage; declared for the type checker only
+
+        def _wake(self, due_ms: int) -> None: ...
+
+    async def insert_messages(
+        self, messages: Sequence[NewMessage], *, now_ms: int, dedup_window_ms: int
+    ) -> list[InsertResult]:
+        if not messages:
+            return []
+        if is_plain(messages):
+            results, earliest = await self._batcher.insert(messages, now_ms)
+        else:
+            announce = self._announcer.inline()
+            results, earliest = await self._db.run(
+                lambda conn: insert(conn, messages, now_ms, dedup_window_ms, announce=announce)
+            )
+            self._announcer.after_commit(earliest, announced=announce)
+        if earliest is not None:
+            self._wake(earliest)
+        return results
+
+    async def get_message(self, account_id: str, message_id: str) -> Message | None:
+        row = await self._db.fetchrow(Q["get_message"], message_id, account_id)
+        return None if row is None else message(row)
+
+    async def cancel_messages(
+        self,
+        account_id: str,
+        *,
+        message_ids: Sequence[str] | None,
+        filter: MessageFilter | None,
+        limit: int | None,
+        now_ms: int,
+    ) -> int:
+        params = Params(account_id)
+        if message_ids is not None:
+            clauses = [f"m.id = ANY({params.add(list(message_ids))}::text[])"]
+        else:
+            clauses = message_where(filter or MessageFilter(), params)
+        limit_clause = "" if limit is None else f"LIMIT {params.add(limit)}"
+        sql = compose(Q["cancel_candidates"], clauses, limit=limit_clause)
+
+        async def run(conn: Conn) -> int:
+            rows = await conn.fetch(sql, *params.values)
+            ids = [r[0] for r in rows]
+            if not ids:
+                return 0
+            # Lock order: active messages, then queues, then the messages waiting in them
+            # (the order admission uses), so cancelling never deadlocks with an outcome.
+            marked = await conn.fetch(Q["cancel_mark_active"], ids, account_id)
+            slots = sorted({r[2] for r in rows if r[1] != "active" and r[2]})
+            if slots:
+                await conn.fetch(Q["lock_queues"], [account_id] * len(slots), slots)
+            canceled = await conn.fetch(Q["cancel_pending"], ids, account_id, now_ms)
+            changed = [(r["seq"], r["id"], False) for r in marked]
+            changed += [(r["seq"], r["id"], True) for r in canceled]
+            events: list[EventRow] = [
+                (account_id, message_id, now_ms, e.state, e.info)
+                for _, message_id, pending in sorted(changed)
+                for e in (log_events.CANCEL_PENDING if pending else log_events.CANCEL_ACTIVE)
+            ]
+            await write_events(conn, events)
+            await admit(conn, {(account_id, r["queue_slot"]) for r in canceled if r["queue_slot"]})
+            return len(marked) + len(canceled)
+
+        count = await self._db.run(run)
+        self._wake(now_ms)
+        return count
+
+    # -- dead-letter queue ------------------------------------------------------------------
+
+    async def list_dlq(
+        self,
+        account_id: str,
+        *,
+        filter: MessageFilter,
+        cursor: str | None,
+        count: int,
+        newest_first: bool = False,
+    ) -> Page[Message]:
+        params = Params(account_id)
+        clauses = message_where(filter, params, time_column="m.dlq_ms")
+        if cursor and cursor.isascii() and cursor.isdigit() and len(cursor) <= 18:
+            op = "<" if newest_first else ">"
+            clauses.append(f"m.seq {op} {params.add(int(cursor))}::bigint")
+        order = "DESC" if newest_first else "ASC"
+        sql = compose(Q["list_dlq"], clauses, order=order, limit=params.add(count + 1))
+        rows = await self._db.fetch(sql, *params.values)
+        more = len(rows) > count
+        rows = rows[:count]
+        return Page([message(r) for r in rows], str(rows[-1][-1]) if more and rows else None)
+
+    async def get_dlq(self, account_id: str, dlq_id: str) -> Message | None:
+        row = await self._db.fetchrow(Q["get_dlq"], account_id, dlq_id)
+        return None if row is None else message(row)
+
+    async def delete_dlq(self, account_id: str, dlq_ids: Sequence[str]) -> int:
+        if not dlq_ids:
+            return 0
+        rows = await self._db.fetch(Q["take_dlq"], account_id, list(dict.fromkeys(dlq_ids)))
+        return len(rows)
+
+    async def replace_dlq(
+        self,
+        account_id: str,
+        replacements: Sequence[tuple[str, NewMessage]],
+        *,
+        now_ms: int,
+        dedup_window_ms: int,
+    ) -> list[InsertResult | None]:
+        async def run(conn: Conn) -> tuple[list[InsertResult | None], int | None]:
+            wanted = list(dict.fromkeys(dlq_id for dlq_id, _ in replacements))
+            taken = {r[0] for r in await conn.fetch(Q["take_dlq"], account_id, wanted)}
+            chosen: list[int] = []  # the first replacement of each entry that existed
+            for i, (dlq_id, _) in enumerate(replacements):
+                if dlq_id in taken:
+                    chosen.append(i)
+                    taken.discard(dlq_id)
+            out: list[InsertResult | None] = [None] * len(replacements)
+            if not chosen:
+                return out, None
+            news = [replacements[i][1] for i in chosen]
+            results, due = await insert(conn, news, now_ms, dedup_window_ms)
+            for i, result in zip(chosen, results, strict=True):
+                out[i] = result
+            return out, due
+
+        results, earliest = await self._db.run(run)
+        if earliest is not None:
+            self._wake(earliest)
+        return results
+
+    # -- logs -------------------------------------------------------------------------------
+
+    async def list_logs(
+        self,
+        account_id: str,
+        *,
+        filter: MessageFilter,
+        before_id: int | None,
+        count: int,
+        newest_first: bool = True,
+    ) -> Page[LogEntry]:
+        params = Params(account_id)
+        clauses = message_where(filter, params, time_column="e.time_ms", with_states=True)
+        if before_id is not None:
+            op = "<" if newest_first else ">"
+            clauses.append(f"e.id {op} {params.add(before_id)}::bigint")
+        order = "DESC" if newest_first else "ASC"
+        sql = compose(Q["list_logs"], clauses, order=order, limit=params.add(count + 1))
+        rows = await self._db.fetch(sql, *params.values)
+        more = len(rows) > count
+        rows = rows[:count]
+        entries = [
+            LogEntry(
+                id=r[0],
+                time_ms=r[1],
+                state=LogState(r[2]),
+                message=message(r, 4),
+                info=orjson.loads(r[3]) if r[3] else {},
+            )
+            for r in rows
+        ]
+        return Page(entries, str(rows[-1][0]) if more and rows else None)

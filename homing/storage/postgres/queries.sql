@@ -250,7 +250,10 @@ UPDATE messages SET lease_until = $1::bigint WHERE state = 'active' AND lease_ow
 
 -- name: record_outcomes
 -- Apply a batch of outcomes where the lease token still matches an ACTIVE message (fencing).
--- With $11 false, messages holding a queue slot or a flow-control key are left alone and
+-- Each outcome comes with both branches decided (homing.models.Effect: as decided, $6-$10, and
+-- if a cancel was requested during the attempt, $11-$15) and its log entries ($16-$19, each
+-- for one branch, or for both when the branch is NULL): the message's cancel flag picks one.
+-- With $20 false, messages holding a queue slot or a flow-control key are left alone and
 -- reported as `deferred`: the caller records them in a transaction that also frees the slot
 -- or promotes the key's waitlist.
 WITH clock AS MATERIALIZED (
@@ -265,56 +268,48 @@ WITH clock AS MATERIALIZED (
 ),
 o AS MATERIALIZED (
     SELECT * FROM unnest(
-        $1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bytea[], $6::integer[],
-        $7::bigint[], $8::text[], $9::text[], $10::text[]
+        $1::text[], $2::bigint[], $3::bigint[], $4::bytea[], $5::integer[],
+        $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[],
+        $11::text[], $12::bigint[], $13::bigint[], $14::text[], $15::bigint[]
     ) WITH ORDINALITY
-        AS o(id, token, kind, t, response, status, retry_at, dlq_id, info_a, info_b, ord)
+        AS o(id, token, t, response, status,
+             state, due_ms, final_ms, dlq_id, dlq_ms,
+             c_state, c_due_ms, c_final_ms, c_dlq_id, c_dlq_ms, ord)
 ),
 upd AS (
     UPDATE messages m SET
-        state = CASE WHEN o.kind = 'delivered' THEN 'delivered'
-                     WHEN m.cancel_requested THEN 'canceled'
-                     WHEN o.kind = 'retry' THEN 'ready'
-                     ELSE 'failed' END,
-        due_ms = CASE WHEN o.kind = 'retry' AND NOT m.cancel_requested THEN o.retry_at END,
-        final_ms = CASE WHEN o.kind = 'retry' AND NOT m.cancel_requested THEN NULL ELSE o.t END,
+        state = CASE WHEN m.cancel_requested THEN o.c_state ELSE o.state END,
+        due_ms = CASE WHEN m.cancel_requested THEN o.c_due_ms ELSE o.due_ms END,
+        final_ms = CASE WHEN m.cancel_requested THEN o.c_final_ms ELSE o.final_ms END,
+        dlq_id = CASE WHEN m.cancel_requested THEN o.c_dlq_id ELSE o.dlq_id END,
+        dlq_ms = CASE WHEN m.cancel_requested THEN o.c_dlq_ms ELSE o.dlq_ms END,
         attempts = m.attempts + 1,
         last_response = o.response,
         response_status = o.status,
-        dlq_id = CASE WHEN o.kind = 'failed' AND NOT m.cancel_requested THEN o.dlq_id END,
-        dlq_ms = CASE WHEN o.kind = 'failed' AND NOT m.cancel_requested THEN o.t END,
         lease_owner = NULL, lease_until = NULL, lease_token = NULL
     FROM o
     WHERE m.id = o.id AND m.state = 'active' AND m.lease_token = o.token
-      AND ($11::boolean OR (m.queue_slot IS NULL AND m.flow_key IS NULL))
-    RETURNING o.ord, o.kind, o.t, o.info_a, o.info_b, m.id, m.account_id, m.state, m.due_ms,
+      AND ($20::boolean OR (m.queue_slot IS NULL AND m.flow_key IS NULL))
+    RETURNING o.ord, o.t, m.id, m.account_id, m.cancel_requested, m.state, m.due_ms,
               m.queue_slot, m.flow_key
 ),
 ev AS (
     INSERT INTO events (id, account_id, message_id, time_ms, state, info)
-    SELECT nextval('homing_event_seq'), e.account_id, e.id, e.t, e.state, e.info
-    FROM (
-        SELECT u.ord, 1 AS n, u.account_id, u.id, u.t,
-               CASE WHEN u.kind = 'delivered' THEN 'DELIVERED' ELSE 'ERROR' END AS state,
-               u.info_a AS info
-        FROM upd u
-        UNION ALL
-        SELECT u.ord, 2, u.account_id, u.id, u.t,
-               CASE u.state WHEN 'canceled' THEN 'CANCELED' WHEN 'ready' THEN 'RETRY'
-                            ELSE 'FAILED' END,
-               CASE WHEN u.state = 'canceled' THEN NULL ELSE u.info_b END
-        FROM upd u WHERE u.kind <> 'delivered'
-    ) e, clock
-    ORDER BY e.ord, e.n
+    SELECT nextval('homing_event_seq'), u.account_id, u.id, u.t, e.state, e.info
+    FROM unnest($16::bigint[], $17::boolean[], $18::text[], $19::text[]) WITH ORDINALITY
+            AS e(ord, if_canceled, state, info, n)
+        JOIN upd u ON u.ord = e.ord AND (e.if_canceled IS NULL OR e.if_canceled = u.cancel_requested),
+        clock
+    ORDER BY e.n
 )
-SELECT o.ord, u.id IS NOT NULL AS applied, u.state, u.due_ms, u.account_id, u.queue_slot,
-       u.flow_key,
+SELECT o.ord, u.id IS NOT NULL AS applied, u.cancel_requested, u.state, u.due_ms,
+       u.account_id, u.queue_slot, u.flow_key,
        (u.id IS NULL AND EXISTS (
             SELECT 1 FROM messages m
             WHERE m.id = o.id AND m.state = 'active' AND m.lease_token = o.token
        )) AS deferred,
        (SELECT pg_notify('homing_work', min(r.due_ms)::text) FROM upd r
-        WHERE r.state = 'ready' AND $12::boolean HAVING count(*) > 0) AS notified
+        WHERE r.state = 'ready' AND $21::boolean HAVING count(*) > 0) AS notified
 FROM o LEFT JOIN upd u ON u.ord = o.ord
 ORDER BY o.ord
 
@@ -338,7 +333,7 @@ upd AS (
 ),
 ev AS (
     INSERT INTO events (id, account_id, message_id, time_ms, state, info)
-    SELECT nextval('homing_event_seq'), u.account_id, u.id, $1::bigint, 'ERROR', $3::text
+    SELECT nextval('homing_event_seq'), u.account_id, u.id, $1::bigint, $3::text, $4::text
     FROM upd u, clock
     ORDER BY u.seq
 )
@@ -366,7 +361,7 @@ upd AS (
 ),
 ev AS (
     INSERT INTO events (id, account_id, message_id, time_ms, state, info)
-    SELECT nextval('homing_event_seq'), u.account_id, u.id, $1::bigint, 'ERROR', $2::text
+    SELECT nextval('homing_event_seq'), u.account_id, u.id, $1::bigint, $2::text, $3::text
     FROM upd u, clock
     ORDER BY u.seq
 )
@@ -470,6 +465,9 @@ INSERT INTO tokens (id, account_id, token_hash, read_only, created_ms)
 VALUES ($1, $2, $3, false, $4::bigint)
 ON CONFLICT (token_hash) DO UPDATE
 SET account_id = excluded.account_id, revoked_ms = NULL, read_only = false
+
+-- name: token_active
+SELECT 1 FROM tokens WHERE id = $1 AND revoked_ms IS NULL
 
 -- name: account_keys
 SELECT current_key, next_key FROM accounts WHERE id = $1

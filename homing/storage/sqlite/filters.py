@@ -53,3 +53,8 @@ def message_where(
         out.append(f"{time_column} <= ?")
         params.append(f.to_ms)
     return (" AND ".join(out), params)
+
+
+def compose(template: str, where: str, **slots: str) -> str:
+    """A named query with its `{filters}` slot filled by `where` (AND-ed to its conditions)."""
+    return template.format(filters=f" AND {where}" if where else "", **slots)
