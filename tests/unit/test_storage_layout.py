@@ -42,6 +42,10 @@ LIFECYCLE = {"open", "close", "ping", "purge"}
 
 # Named queries only one dialect has, and why. Everything else is defined in both.
 SQLITE_ONLY = {
+    # `homing backup` / `restore` check a copied file (PostgreSQL: pg_dump and friends).
+    "backup_tables": "backup: the file holds Homing's tables",
+    "backup_schema_version": "backup: the file's schema is not newer than this release",
+    "backup_message_count": "backup: what the copy holds",
     # Inserts go row by row (executemany) inside the single writer, where PostgreSQL inserts a
     # whole batch with one statement over arrays.
     "find_dedup": "deduplication: look up, then write (PostgreSQL: dedup_claim)",

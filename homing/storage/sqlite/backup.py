@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from homing.errors import HomingError
 from homing.storage.queries import load_migrations
+from homing.storage.sqlite.core import Q
 
 REQUIRED_TABLES = ("homing_schema_version", "accounts", "messages")
 
@@ -59,7 +60,7 @@ def _check(conn: sqlite3.Connection, what: str) -> StoreSummary:
     """Raise BackupError unless `conn` holds a sound Homing store; what it holds."""
     try:
         result = [row[0] for row in conn.execute("PRAGMA integrity_check")]
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        tables = {row[0] for row in conn.execute(Q["backup_tables"])}
     except sqlite3.DatabaseError as exc:
         raise BackupError(f"{what} is not an SQLite database: {exc}") from exc
     if result != ["ok"]:
@@ -67,7 +68,7 @@ def _check(conn: sqlite3.Connection, what: str) -> StoreSummary:
     missing = [t for t in REQUIRED_TABLES if t not in tables]
     if missing:
         raise BackupError(f"{what} is not a Homing store (no table {', '.join(missing)})")
-    version = conn.execute("SELECT coalesce(max(version), 0) FROM homing_schema_version")
+    version = conn.execute(Q["backup_schema_version"])
     schema_version = int(version.fetchone()[0])
     known = max(v for v, _ in load_migrations("homing.storage.sqlite"))
     if schema_version > known:
@@ -75,7 +76,7 @@ def _check(conn: sqlite3.Connection, what: str) -> StoreSummary:
             f"{what} was written by a newer Homing (schema {schema_version}; this version "
             f"knows up to {known}): restore it with that version"
         )
-    messages = int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    messages = int(conn.execute(Q["backup_message_count"]).fetchone()[0])
     page_size, pages = (
         conn.execute("PRAGMA page_size").fetchone()[0],
         conn.execute("PRAGMA page_count").fetchone()[0],

@@ -421,3 +421,14 @@ SELECT e.time_ms - m.not_before_ms FROM events e
 JOIN messages m ON m.id = e.message_id
 WHERE e.id >= ? AND e.time_ms >= ? AND e.state = 'DELIVERED' AND (? IS NULL OR e.account_id = ?)
 ORDER BY e.id DESC LIMIT ?
+
+-- == backup and restore (backup.py) ==========================================================
+
+-- name: backup_tables
+SELECT name FROM sqlite_master
+
+-- name: backup_schema_version
+SELECT coalesce(max(version), 0) FROM homing_schema_version
+
+-- name: backup_message_count
+SELECT count(*) FROM messages
