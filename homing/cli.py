@@ -84,6 +84,8 @@ SERVER_OPTIONS = (
         "off",
         is_switch=True,
     ),
+    Option("--database-acquire-timeout", "HOMING_DATABASE_ACQUIRE_TIMEOUT", "PostgreSQL: seconds a request waits for a free database connection before it is answered 503", "2", "2", float),
+    Option("--database-statement-timeout", "HOMING_DATABASE_STATEMENT_TIMEOUT", "PostgreSQL: seconds any one statement may take (the server's statement_timeout; the client gives up 0.5 s later) before the request is answered 503", "5", "5", float),
     Option("--log-format", "HOMING_LOG_FORMAT", "text or json (one JSON object per line)", "text", "json"),
     Option("--log-level", "HOMING_LOG_LEVEL", "debug, info, warning or error", "info", "info"),
 )  # fmt: skip
@@ -198,6 +200,10 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         if problem := endpoint_problem(args.otel_endpoint):
             raise SystemExit(f"homing: {problem}")
     metrics_path = args.metrics_path or "/metrics"
+    acquire_timeout = _positive("--database-acquire-timeout", args.database_acquire_timeout, 2.0)
+    statement_timeout = _positive(
+        "--database-statement-timeout", args.database_statement_timeout, 5.0
+    )
     return Settings(
         mode=args.command,
         host=args.host or ("127.0.0.1" if dev else "0.0.0.0"),
@@ -218,7 +224,17 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         console_secret=args.console_secret or None,
         allow_unsafe_durability=dev or bool(args.allow_unsafe_durability),
         log_format=args.log_format or ("text" if dev else "json"),
+        database_acquire_timeout_s=acquire_timeout,
+        database_statement_timeout_s=statement_timeout,
     )
+
+
+def _positive(flag: str, value: float | None, default: float) -> float:
+    if value is None:
+        return default
+    if not value > 0:
+        raise SystemExit(f"homing: {flag} must be a positive number of seconds, not {value}")
+    return value
 
 
 def store_url(args: argparse.Namespace) -> str:

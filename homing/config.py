@@ -94,6 +94,10 @@ class Settings:
     console_secret: str | None = None  # signs console sessions; None: a random key per process
     log_format: str = "text"
     allow_unsafe_durability: bool = True  # serve: refuse PostgreSQL with fsync=off unless set
+    # PostgreSQL: the longest wait for a pooled connection, and for any one statement; past
+    # either the request is answered 503 (homing.storage.postgres.pool).
+    database_acquire_timeout_s: float = 2.0
+    database_statement_timeout_s: float = 5.0
 
     @property
     def store_url(self) -> str:

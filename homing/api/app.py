@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -32,7 +32,7 @@ from homing.api import (
     url_groups,
 )
 from homing.api.context import Services
-from homing.api.errors import EXCEPTION_HANDLERS, homing_error
+from homing.api.errors import EXCEPTION_HANDLERS, client_disconnected, homing_error
 from homing.api.http import JSON
 from homing.api.openapi import openapi_document
 from homing.clock import Clock, SystemClock
@@ -79,6 +79,8 @@ class Entry:
                     response = await publish.publish(request)
                 except HomingError as exc:
                     response = await homing_error(request, exc)
+                except ClientDisconnect as exc:
+                    response = await client_disconnected(request, exc)
                 await response(scope, receive, send)
                 return
             if path == "/console":  # the console's home, without a redirect hop
@@ -197,8 +199,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        health = Health()
         store = storage or open_storage(
-            settings.store_url, sqlite_synchronous=settings.sqlite_synchronous
+            settings.store_url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            settings=settings,
+            health=health,
         )
         await store.open()
         warning = await store.check_durability()
@@ -210,7 +216,6 @@ def create_app(
                 )
             log.warning(warning, extra={"event": "storage.unsafe_durability"})
         registry = Metrics()
-        health = Health()
         sender = Sender(
             allow_private=settings.allow_private_destinations,
             max_timeout_s=settings.limits.max_timeout_s,

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from homing.errors import StorageUnavailable
+from homing.health import Health
 from homing.models import (
     InsertResult,
     LogEntry,
@@ -46,7 +47,13 @@ from homing.storage.postgres.messages import (
     log_events,
     message,
 )
-from homing.storage.postgres.pool import Conn, Database, affected
+from homing.storage.postgres.pool import (
+    ACQUIRE_TIMEOUT_S,
+    STATEMENT_TIMEOUT_S,
+    Conn,
+    Database,
+    affected,
+)
 from homing.storage.postgres.schedules import ScheduleStore
 from homing.storage.postgres.stats import StatsStore
 from homing.storage.queries import load_migrations
@@ -67,11 +74,19 @@ class PostgresStorage(
         min_connections: int = 2,
         max_connections: int = 16,
         listen: bool = True,
+        acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
+        statement_timeout_s: float = STATEMENT_TIMEOUT_S,
+        health: Health | None = None,
     ) -> None:
         super().__init__()
         self.url = url
         self._db = Database(
-            url, server_settings=server_settings, min_size=min_connections, max_size=max_connections
+            url,
+            server_settings=server_settings,
+            min_size=min_connections,
+            max_size=max_connections,
+            acquire_timeout_s=acquire_timeout_s,
+            statement_timeout_s=statement_timeout_s,
         )
         self._unblock_hint: int | None = None
         self._announcer = Announcer(self._notify)
@@ -79,7 +94,11 @@ class PostgresStorage(
         self.listener: Listener | None = None
         if listen:
             self.listener = Listener(
-                self._db.connect, self._wake, ignore_pid=self._db.own_pids.__contains__
+                self._db.connect,
+                self._wake,
+                ignore_pid=self._db.own_pids.__contains__,
+                check_timeout_s=self._db.client_timeout_s,
+                health=health,
             )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -87,7 +106,7 @@ class PostgresStorage(
     async def open(self) -> None:
         await self._db.open()
         try:
-            await self._db.run(self._migrate)
+            await self._db.run_alone(self._migrate)
             row = await self._db.fetchrow(Q["next_due"])
             self._unblock_hint = row["unblock"]
         except BaseException:
@@ -120,7 +139,7 @@ class PostgresStorage(
     async def ping(self) -> None:
         latest = max(v for v, _ in MIGRATIONS)
         try:
-            found = await self._db.fetchval(Q["schema_version"])
+            found = await self._db.probe(Q["schema_version"])
         except StorageUnavailable:
             raise
         except Exception as exc:

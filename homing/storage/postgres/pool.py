@@ -5,6 +5,23 @@ autocommit statements: a single statement is its own transaction, one round trip
 or serialization failure rolls the whole transaction back, so it is simply run again; a lost
 or refused connection becomes `StorageUnavailable` (HTTP 503) for the caller.
 
+Every wait is bounded, so that a stalled or unreachable database turns into a prompt 503 instead
+of requests that hang until their clients give up:
+
+* taking a connection from the pool (including opening a new one) waits at most
+  `acquire_timeout_s`; handing it back after a failed statement waits as long again, then the
+  connection is dropped;
+* every statement waits at most `statement_timeout_s`: PostgreSQL cancels it itself
+  (`statement_timeout`, which frees its locks and gives a clean error), and the client gives up
+  half a second later in case the answer cannot reach it (`command_timeout`, for a stalled
+  network);
+* a session that sits idle inside a transaction (its node cut off mid-transaction) is ended by
+  the server after twice the statement timeout (`idle_in_transaction_session_timeout`), so the
+  rows it locked do not block the other nodes for longer.
+
+Migrations are the exception: they run on a connection of their own without a statement
+timeout (`run_alone`), since rewriting a large table may take longer than any request should.
+
 Sessions run with `synchronous_commit = on` whatever the server default: a call returns only
 once its transaction is durable, as the storage contract promises. They also use generic plans
 for prepared statements (`plan_cache_mode`): the queries are written for them (batches as
@@ -44,6 +61,11 @@ UNAVAILABLE = (
     asyncpg.exceptions.InsufficientResourcesError,
 )
 ATTEMPTS = 5
+ACQUIRE_TIMEOUT_S = 2.0
+STATEMENT_TIMEOUT_S = 5.0
+# The client waits this much longer than the server's statement_timeout: when the server is
+# reachable its own, clean cancellation arrives first and the connection stays usable.
+CLIENT_GRACE_S = 0.5
 
 
 class Database:
@@ -54,15 +76,33 @@ class Database:
         server_settings: dict[str, str] | None = None,
         min_size: int = 2,
         max_size: int = 16,
+        acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
+        statement_timeout_s: float = STATEMENT_TIMEOUT_S,
     ) -> None:
+        if acquire_timeout_s <= 0 or statement_timeout_s <= 0:
+            raise ValueError("database timeouts must be positive")
         self.dsn = dsn
-        self.server_settings = {**(server_settings or {}), **SESSION_SETTINGS}
+        self.acquire_timeout_s = acquire_timeout_s
+        self.statement_timeout_s = statement_timeout_s
+        statement_ms = max(1, round(statement_timeout_s * 1000))
+        self.server_settings = {
+            **(server_settings or {}),
+            **SESSION_SETTINGS,
+            "statement_timeout": str(statement_ms),
+            "idle_in_transaction_session_timeout": str(2 * statement_ms),
+        }
         self._min_size = min_size
         self._max_size = max_size
         self._pool: Any = None
+        self._probe: asyncio.Task[Any] | None = None
         # Server process ids of this pool's sessions: the listener ignores their NOTIFYs, since
         # this process already woke its own listeners when it committed.
         self.own_pids: set[int] = set()
+
+    @property
+    def client_timeout_s(self) -> float:
+        """How long the client waits for any one answer (statement, connect, LISTEN check)."""
+        return self.statement_timeout_s + CLIENT_GRACE_S
 
     async def open(self) -> None:
         try:
@@ -72,41 +112,109 @@ class Database:
                 max_size=self._max_size,
                 server_settings=self.server_settings,
                 init=self._init,
+                timeout=self.client_timeout_s,
+                command_timeout=self.client_timeout_s,
             )
         except UNAVAILABLE as exc:
-            raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+            raise StorageUnavailable(f"cannot connect to PostgreSQL: {_text(exc)}") from exc
 
     async def _init(self, conn: Conn) -> None:
         self.own_pids.add(conn.get_server_pid())
 
-    async def connect(self) -> Conn:
-        """A connection outside the pool (for LISTEN), with the same session settings."""
-        return await asyncpg.connect(self.dsn, server_settings=self.server_settings)
+    async def connect(self, *, statement_timeout: bool = True) -> Conn:
+        """A connection outside the pool (for LISTEN, migrations), with the same session
+        settings; `statement_timeout=False` lifts the statement timeouts for it."""
+        settings = self.server_settings
+        command_timeout: float | None = self.client_timeout_s
+        if not statement_timeout:
+            settings = {**settings, "statement_timeout": "0"}
+            command_timeout = None
+        return await asyncpg.connect(
+            self.dsn,
+            server_settings=settings,
+            timeout=self.client_timeout_s,
+            command_timeout=command_timeout,
+        )
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
         if pool is not None:
-            await pool.close()
+            # Calls in flight hand their connections back within their own bounds; a stalled
+            # server must not hold the shutdown beyond that.
+            try:
+                await asyncio.wait_for(pool.close(), self.acquire_timeout_s + self.client_timeout_s)
+            except (TimeoutError, *UNAVAILABLE):
+                pool.terminate()
 
     async def run(self, fn: Callable[[Conn], Awaitable[T]], *, transaction: bool = True) -> T:
         """`fn(connection)`, retried as a whole when PostgreSQL rolled it back (deadlock)."""
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise StorageUnavailable("storage is closed")
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                async with self._pool.acquire() as conn:
+                conn = await pool.acquire(timeout=self.acquire_timeout_s)
+            except TimeoutError as exc:
+                raise StorageUnavailable(
+                    f"PostgreSQL is unavailable: no connection within {self.acquire_timeout_s:g} s"
+                ) from exc
+            except UNAVAILABLE as exc:
+                raise StorageUnavailable(f"PostgreSQL is unavailable: {_text(exc)}") from exc
+            try:
+                # `release` (shielded by asyncpg) waits at most the acquire timeout, then drops
+                # a connection that cannot be reset.
+                try:
                     if not transaction:
                         return await fn(conn)
                     async with conn.transaction():
                         return await fn(conn)
+                finally:
+                    await pool.release(conn)
             except RETRYABLE as exc:
                 if attempt == ATTEMPTS:
                     raise StorageUnavailable(f"PostgreSQL transaction failed: {exc}") from exc
                 log.info("retrying a transaction after %s", type(exc).__name__)
                 await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+            except TimeoutError as exc:
+                raise StorageUnavailable(
+                    f"PostgreSQL is unavailable: no answer within {self.client_timeout_s:g} s"
+                ) from exc
             except UNAVAILABLE as exc:
-                raise StorageUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+                raise StorageUnavailable(f"PostgreSQL is unavailable: {_text(exc)}") from exc
         raise AssertionError("unreachable")
+
+    async def run_alone(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """`fn(connection)` in a transaction on a connection of its own, without statement
+        timeouts (migrations: they may take long, and only run while a node starts)."""
+        try:
+            conn = await self.connect(statement_timeout=False)
+        except UNAVAILABLE as exc:
+            raise StorageUnavailable(f"cannot connect to PostgreSQL: {_text(exc)}") from exc
+        try:
+            async with conn.transaction():
+                return await fn(conn)
+        except UNAVAILABLE as exc:
+            raise StorageUnavailable(f"PostgreSQL is unavailable: {_text(exc)}") from exc
+        finally:
+            conn.terminate()
+
+    async def probe(self, sql: str) -> Any:
+        """`fetchval(sql)` for readiness checks, shared by concurrent callers.
+
+        One probe runs at a time and every caller waits for that one: frequent probes of a
+        stalled database then hold one connection, not one each. A caller that stops waiting
+        (its own timeout) returns at once; the probe itself ends within the call's bounds.
+        """
+        task = self._probe
+        if task is None or task.done():
+            task = self._probe = asyncio.create_task(self.fetchval(sql), name="homing-pg-probe")
+            task.add_done_callback(_retrieve)
+        await asyncio.wait({task})
+        return task.result()
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         rows: list[Any] = await self.run(lambda c: c.fetch(sql, *args), transaction=False)
@@ -121,6 +229,16 @@ class Database:
     async def execute(self, sql: str, *args: Any) -> str:
         status: str = await self.run(lambda c: c.execute(sql, *args), transaction=False)
         return status
+
+
+def _text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a probe's failure as seen: every waiter may have stopped waiting for it."""
+    if not task.cancelled():
+        task.exception()
 
 
 def affected(status: str) -> int:
