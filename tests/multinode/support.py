@@ -130,8 +130,16 @@ class Node:
     """`homing serve` as a subprocess on one database URL, with its own port and data dir;
     restartable after a kill (same port, same data dir). Output goes to `log_path`."""
 
-    def __init__(self, name: str, database_url: str, workdir: Path, creds: Credentials) -> None:
+    def __init__(
+        self,
+        name: str,
+        database_url: str,
+        workdir: Path,
+        creds: Credentials,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.name = name
+        self.extra_args = list(extra_args)  # more `homing serve` flags
         self.database_url = database_url
         self.data_dir = workdir / f"{name}-data"
         self.log_path = workdir / f"{name}.log"  # stderr: the JSON log lines
@@ -153,7 +161,7 @@ class Node:
             "--database", self.database_url, "--token", c.token,
             "--current-signing-key", c.current_key, "--next-signing-key", c.next_key,
             "--allow-private-destinations", "--log-format", "json", "--metrics-path", "off",
-            "--shutdown-timeout", "2",
+            "--shutdown-timeout", "2", *self.extra_args,
         ]  # fmt: skip
 
     def alive(self) -> bool:
@@ -241,9 +249,9 @@ class Nodes:
         self.creds = Credentials()
         self.all: list[Node] = []
 
-    def start(self, database_url: str, count: int) -> list[Node]:
+    def start(self, database_url: str, count: int, extra_args: Sequence[str] = ()) -> list[Node]:
         made = [
-            Node(f"node{len(self.all) + i}", database_url, self.workdir, self.creds)
+            Node(f"node{len(self.all) + i}", database_url, self.workdir, self.creds, extra_args)
             for i in range(count)
         ]
         self.all.extend(made)
