@@ -35,11 +35,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
+from tests.conftest import dev_settings
 from tests.multinode.conftest import SharedSchema
 from tests.multinode.support import (
     LEASE_S,
@@ -53,6 +55,10 @@ from tests.multinode.support import (
     wait_until,
 )
 from tests.support.faultproxy import FaultProxy
+from tests.support.http import api
+from tests.support.receiver import Receiver
+from tests.support.server import RunningServer
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -416,6 +422,59 @@ def run_faults(
     assert not unhandled, f"unhandled errors logged: {unhandled[:3]}"
     assert disconnects, "the client that disconnected mid-body was not logged as such"
     assert all(n.alive() and n.starts == 1 for n in ns), "a node died or was restarted"
+
+
+def _ready(server: RunningServer) -> tuple[int, dict[str, str], float]:
+    started = time.monotonic()
+    r = httpx.get(server.base_url + "/readyz", timeout=5)
+    return r.status_code, r.json().get("problems", {}), time.monotonic() - started
+
+
+@pytest.mark.timeout(60)
+def test_a_stalled_or_cut_off_database_is_a_prompt_503_and_an_unready_node(
+    shared_schema: SharedSchema, proxy: FaultProxy, receiver: Receiver, tmp_path: Path
+) -> None:
+    """One node in-process, 0.5 s timeouts: what each request and probe sees during a fault."""
+    settings = dev_settings(
+        tmp_path,
+        database_url=through(proxy, shared_schema.url),
+        database_statement_timeout_s=0.5,
+        database_acquire_timeout_s=0.5,
+    )
+    # The token check waits 1 s (statement + the client's grace) and the connection's
+    # hand-back 0.5 s; whatever else follows is refused at once.
+    bound_s = 2.5
+    server = RunningServer(settings).start()
+    try:
+        with api(server) as client:
+
+            def publish(path: str) -> tuple[httpx.Response, float]:
+                started = time.monotonic()
+                r = client.post(f"/v2/publish/{receiver.url(path)}", content=b"x")
+                return r, time.monotonic() - started
+
+            # Each message is delivered before the next fault: one claimed just as the fault
+            # begins may have been committed by the database with the answer lost, and then
+            # waits for its lease (30 s) to run out.
+            assert publish("/before")[0].status_code == 201
+            receiver.wait_for(1, "/before", timeout=10)
+            assert _ready(server)[0] == 200
+            for n, kind in enumerate(("stall", "outage"), 1):
+                proxy.inject(kind, 3.0)
+                answer, took = publish("/during")
+                assert answer.status_code == 503, answer.text
+                assert "PostgreSQL is unavailable" in answer.json()["error"]
+                assert took < bound_s, f"{kind}: a publish took {took:.2f}s"
+                status, problems, took = _ready(server)
+                assert status == 503 and "storage" in problems, (kind, problems)
+                assert took < READY_BOUND_S, f"{kind}: /readyz took {took:.2f}s"
+                if kind == "outage":  # the LISTEN connection was reset: named as a problem
+                    eventually(lambda: "storage.listen" in _ready(server)[1], 2.0)
+                eventually(lambda: _ready(server)[0] == 200, 10.0)
+                assert publish("/after")[0].status_code == 201
+                receiver.wait_for(n, "/after", timeout=10)
+    finally:
+        server.stop()
 
 
 @pytest.mark.timeout(150)

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "homing_work"
 MIN_BACKOFF_S = 0.1
-MAX_BACKOFF_S = 5.0
+MAX_BACKOFF_S = 2.0  # also how long a node may stay unready after the database returns
 HEALTH_CHECK_S = 5.0  # a quiet connection is checked this often
 HEALTH_TIMEOUT_S = 5.0  # default wait for that check's answer
 HEALTH_NAME = "storage.listen"
