@@ -9,15 +9,19 @@ Every wait is bounded, so that a stalled or unreachable database turns into a pr
 of requests that hang until their clients give up:
 
 * taking a connection from the pool (including opening a new one) waits at most
-  `acquire_timeout_s`; handing it back after a failed statement waits as long again, then the
-  connection is dropped;
+  `acquire_timeout_s`, and so does handing it back (a connection that cannot be reset in that
+  time is dropped);
 * every statement waits at most `statement_timeout_s`: PostgreSQL cancels it itself
   (`statement_timeout`, which frees its locks and gives a clean error), and the client gives up
   half a second later in case the answer cannot reach it (`command_timeout`, for a stalled
-  network);
+  network), dropping that connection at once;
 * a session that sits idle inside a transaction (its node cut off mid-transaction) is ended by
   the server after twice the statement timeout (`idle_in_transaction_session_timeout`), so the
   rows it locked do not block the other nodes for longer.
+
+Once a statement got no answer at all, the database is taken to be stalled: until some call
+gets an answer again, one call at a time tries it and every other call is answered 503 at once,
+so that requests do not queue up behind calls that are each waiting out their timeout.
 
 Migrations are the exception: they run on a connection of their own without a statement
 timeout (`run_alone`), since rewriting a large table may take longer than any request should.
@@ -34,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -95,6 +100,8 @@ class Database:
         self._max_size = max_size
         self._pool: Any = None
         self._probe: asyncio.Task[Any] | None = None
+        self._silent_since: float | None = None  # monotonic; set while the server is silent
+        self._trials = 0  # calls in flight while it is
         # Server process ids of this pool's sessions: the listener ignores their NOTIFYs, since
         # this process already woke its own listeners when it committed.
         self.own_pids: set[int] = set()
@@ -155,37 +162,84 @@ class Database:
         pool = self._pool
         if pool is None:
             raise StorageUnavailable("storage is closed")
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                conn = await pool.acquire(timeout=self.acquire_timeout_s)
-            except TimeoutError as exc:
+        trial = False
+        if self._silent_since is not None:
+            # The database stopped answering: one call at a time finds out whether it is back,
+            # the others are answered at once instead of each waiting out its own timeout.
+            if self._trials:
+                silent_s = time.monotonic() - self._silent_since
                 raise StorageUnavailable(
-                    f"PostgreSQL is unavailable: no connection within {self.acquire_timeout_s:g} s"
-                ) from exc
-            except UNAVAILABLE as exc:
-                raise StorageUnavailable(f"PostgreSQL is unavailable: {_text(exc)}") from exc
-            try:
-                # `release` (shielded by asyncpg) waits at most the acquire timeout, then drops
-                # a connection that cannot be reset.
+                    f"PostgreSQL is unavailable: no answer for {silent_s:.0f} s"
+                )
+            trial = True
+            self._trials += 1
+        try:
+            for attempt in range(1, ATTEMPTS + 1):
                 try:
-                    if not transaction:
-                        return await fn(conn)
-                    async with conn.transaction():
-                        return await fn(conn)
-                finally:
-                    await pool.release(conn)
-            except RETRYABLE as exc:
-                if attempt == ATTEMPTS:
-                    raise StorageUnavailable(f"PostgreSQL transaction failed: {exc}") from exc
-                log.info("retrying a transaction after %s", type(exc).__name__)
-                await asyncio.sleep(random.uniform(0, 0.01 * attempt))
-            except TimeoutError as exc:
-                raise StorageUnavailable(
-                    f"PostgreSQL is unavailable: no answer within {self.client_timeout_s:g} s"
-                ) from exc
-            except UNAVAILABLE as exc:
-                raise StorageUnavailable(f"PostgreSQL is unavailable: {_text(exc)}") from exc
-        raise AssertionError("unreachable")
+                    result = await self._run_once(pool, fn, transaction)
+                except RETRYABLE as exc:
+                    self._silent_since = None
+                    if attempt == ATTEMPTS:
+                        raise StorageUnavailable(f"PostgreSQL transaction failed: {exc}") from exc
+                    log.info("retrying a transaction after %s", type(exc).__name__)
+                    await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+                    continue
+                except _Silent as silent:
+                    if self._silent_since is None:
+                        self._silent_since = time.monotonic()
+                    raise StorageUnavailable(
+                        f"PostgreSQL is unavailable: no answer within {self.client_timeout_s:g} s"
+                    ) from silent.__cause__
+                except UNAVAILABLE as exc:
+                    raise StorageUnavailable(f"PostgreSQL is unavailable: {_text(exc)}") from exc
+                except StorageUnavailable:
+                    raise
+                except Exception:
+                    self._silent_since = None  # an error from the server is an answer
+                    raise
+                self._silent_since = None
+                return result
+            raise AssertionError("unreachable")
+        finally:
+            if trial:
+                self._trials -= 1
+
+    async def _run_once(
+        self, pool: Any, fn: Callable[[Conn], Awaitable[T]], transaction: bool
+    ) -> T:
+        try:
+            conn = await pool.acquire(timeout=self.acquire_timeout_s)
+        except TimeoutError as exc:
+            raise StorageUnavailable(
+                f"PostgreSQL is unavailable: no connection within {self.acquire_timeout_s:g} s"
+            ) from exc
+        silent = False
+
+        async def call(conn: Conn) -> T:
+            nonlocal silent
+            try:
+                return await fn(conn)
+            except TimeoutError:
+                # No answer, not even the server's own statement_timeout: the connection is
+                # stuck until the server speaks again, which may be never. Drop it now rather
+                # than wait for a rollback or a cancel request that cannot get through.
+                silent = True
+                conn.terminate()
+                raise
+
+        try:
+            if not transaction:
+                return await call(conn)
+            async with conn.transaction():
+                return await call(conn)
+        except Exception as exc:
+            if silent:
+                raise _Silent() from exc
+            raise
+        finally:
+            # Shielded by asyncpg; waits at most the acquire timeout, then drops a connection
+            # that cannot be reset (returns at once for one dropped above).
+            await pool.release(conn)
 
     async def run_alone(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         """`fn(connection)` in a transaction on a connection of its own, without statement
@@ -229,6 +283,10 @@ class Database:
     async def execute(self, sql: str, *args: Any) -> str:
         status: str = await self.run(lambda c: c.execute(sql, *args), transaction=False)
         return status
+
+
+class _Silent(Exception):
+    """A statement got no answer at all within the client's timeout."""
 
 
 def _text(exc: BaseException) -> str:
