@@ -85,7 +85,7 @@ SERVER_OPTIONS = (
         is_switch=True,
     ),
     Option("--database-acquire-timeout", "HOMING_DATABASE_ACQUIRE_TIMEOUT", "PostgreSQL: seconds a request waits for a free database connection before it is answered 503", "2", "2", float),
-    Option("--database-statement-timeout", "HOMING_DATABASE_STATEMENT_TIMEOUT", "PostgreSQL: seconds any one statement may take (the server's statement_timeout; the client gives up 0.5 s later) before the request is answered 503", "5", "5", float),
+    Option("--database-statement-timeout", "HOMING_DATABASE_STATEMENT_TIMEOUT", "PostgreSQL: seconds any one statement may take (the server's statement_timeout; the client gives up 0.5 s later) before the request is answered 503 (a database that stops answering altogether is noticed within about 2 s, whatever this is)", "30", "30", float),
     Option("--log-format", "HOMING_LOG_FORMAT", "text or json (one JSON object per line)", "text", "json"),
     Option("--log-level", "HOMING_LOG_LEVEL", "debug, info, warning or error", "info", "info"),
 )  # fmt: skip
@@ -202,7 +202,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     metrics_path = args.metrics_path or "/metrics"
     acquire_timeout = _positive("--database-acquire-timeout", args.database_acquire_timeout, 2.0)
     statement_timeout = _positive(
-        "--database-statement-timeout", args.database_statement_timeout, 5.0
+        "--database-statement-timeout", args.database_statement_timeout, 30.0
     )
     return Settings(
         mode=args.command,

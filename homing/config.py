@@ -97,7 +97,7 @@ class Settings:
     # PostgreSQL: the longest wait for a pooled connection, and for any one statement; past
     # either the request is answered 503 (homing.storage.postgres.pool).
     database_acquire_timeout_s: float = 2.0
-    database_statement_timeout_s: float = 5.0
+    database_statement_timeout_s: float = 30.0
 
     @property
     def store_url(self) -> str:

@@ -1,7 +1,7 @@
 """Two Homing nodes whose connections to PostgreSQL go through a fault-injecting proxy.
 
-Under a steady load of publishes (delivered to a local sink) and an every-second cron
-schedule, the proxy injects each fault in turn:
+Under a steady load of publishes (delivered to a local sink), a burst of 128 publishes at once
+as each fault begins, and an every-second cron schedule, the proxy injects each fault in turn:
 
     reset      every connection to the database is reset at once
     stall      no byte moves between the nodes and the database for N s
@@ -28,6 +28,7 @@ times, with faults of 8-14 s. Figures per fault are printed (`-s`).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import socket
 import threading
@@ -41,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
+from homing.storage.postgres.pool import STALL_CHECK_S
 from tests.conftest import dev_settings
 from tests.multinode.conftest import SharedSchema
 from tests.multinode.support import (
@@ -55,28 +57,28 @@ from tests.multinode.support import (
     wait_until,
 )
 from tests.support.faultproxy import FaultProxy
-from tests.support.http import api
+from tests.support.http import api, nowhere
 from tests.support.receiver import Receiver
 from tests.support.server import RunningServer
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.postgres
 
-# Short database timeouts, so that a 3 s fault shows what any longer one would.
-STATEMENT_TIMEOUT_S = 1.0
+# The statement timeout stays at its default (30 s): a database that stops answering must be
+# noticed long before, by the pool's watchdog. A short acquire timeout, so that requests
+# queued for a connection give up quickly too.
 ACQUIRE_TIMEOUT_S = 1.0
-NODE_FLAGS = (
-    "--database-statement-timeout", str(STATEMENT_TIMEOUT_S),
-    "--database-acquire-timeout", str(ACQUIRE_TIMEOUT_S),
-)  # fmt: skip
+NODE_FLAGS = ("--database-acquire-timeout", str(ACQUIRE_TIMEOUT_S))
 CLIENT_TIMEOUT_S = 10.0  # the publishers' own timeout: no answer may come later than this
-# The longest a publish may wait for its answer during a fault: the token check and the insert
-# each wait at most for a connection, a statement (plus the client's grace of 0.5 s) and the
-# connection's hand-back; one second more for everything else.
-ANSWER_BOUND_S = 2 * (ACQUIRE_TIMEOUT_S + STATEMENT_TIMEOUT_S + 0.5 + ACQUIRE_TIMEOUT_S) + 1
+# How long one database call may wait on a silent server: its wait for a connection, then
+# STALL_CHECK_S of silence, the watchdog's check (as long again) and the watchdog's tick.
+CALL_BOUND_S = ACQUIRE_TIMEOUT_S + 2.25 * STALL_CHECK_S
+# A publish makes two calls (the token check and the insert); one second more for the rest.
+ANSWER_BOUND_S = 2 * CALL_BOUND_S + 1
 READY_BOUND_S = 1.0
 RECOVERY_BOUND_S = 15.0
 SETTLE_S = 2.0  # steady load between the recovery from one fault and the next fault
+BURST_PER_NODE = 64  # publishes sent at once to each node as each fault begins
 
 CI_PLAN = [("reset", 0.0), ("stall", 3.0), ("drop-new", 3.0), ("outage", 3.0)]
 SOAK_DURATIONS = (8.0, 11.0, 14.0, 9.0, 12.0)
@@ -144,6 +146,54 @@ class Publisher(threading.Thread):
                     Answer(sent, done, self.node.name, str(r.status_code), json_error, message_id)
                 )
                 time.sleep(0.01 if r.status_code == 201 else 0.05)
+
+
+class Burst(threading.Thread):
+    """`per_node` publishes at once through every node (as a busy app's requests in flight
+    when the fault begins), each answer kept."""
+
+    def __init__(self, nodes: list[Node], url: str, per_node: int, label: str) -> None:
+        super().__init__(daemon=True)
+        self.nodes = nodes
+        self.url = url
+        self.per_node = per_node
+        self.label = label
+        self.answers: list[Answer] = []
+
+    def run(self) -> None:
+        asyncio.run(self._all())
+
+    async def _all(self) -> None:
+        async def one(client: httpx.AsyncClient, node: Node, n: int) -> None:
+            sent = time.time()
+            try:
+                r = await client.post(f"/v2/publish/{self.url}", content=f"{self.label}-{n}")
+            except httpx.TransportError as exc:
+                outcome = Answer(sent, time.time(), node.name, type(exc).__name__, False, None)
+            else:
+                ok = r.status_code == 201
+                outcome = Answer(
+                    sent,
+                    time.time(),
+                    node.name,
+                    str(r.status_code),
+                    not ok and "error" in r.text,
+                    r.json()["messageId"] if ok else None,
+                )
+            self.answers.append(outcome)
+
+        clients = [
+            httpx.AsyncClient(base_url=n.base_url, headers=n.creds.auth, timeout=CLIENT_TIMEOUT_S)
+            for n in self.nodes
+        ]
+        try:
+            await asyncio.gather(
+                *(one(c, node, i) for c, node in zip(clients, self.nodes, strict=True)
+                  for i in range(self.per_node))
+            )  # fmt: skip
+        finally:
+            for c in clients:
+                await c.aclose()
 
 
 class ReadyProber(threading.Thread):
@@ -247,6 +297,7 @@ def run_faults(
         thread.start()
     started = time.time()
     faults: list[Fault] = []
+    bursts: list[Burst] = []
 
     def recovered_since(t: float) -> bool:
         ready = {p.node for p in list(prober.probes) if p.sent > t and p.outcome == "200"}
@@ -259,6 +310,9 @@ def run_faults(
             fault = Fault(kind, seconds, time.time())
             fault.listen_before = {n.name: listen_count(n) for n in ns}
             proxy.inject(kind, seconds)
+            burst = Burst(ns, sink.url("/load"), BURST_PER_NODE, f"burst{len(faults)}")
+            burst.start()
+            bursts.append(burst)
             time.sleep(seconds)
             fault.end = time.time()
             assert wait_until(lambda f=fault: recovered_since(f.end), RECOVERY_BOUND_S, 0.05), (
@@ -273,7 +327,7 @@ def run_faults(
         disconnect_mid_body(ns[0])
     finally:
         stop.set()
-        for thread in [*publishers, prober]:
+        for thread in [*publishers, prober, *bursts]:
             thread.join(CLIENT_TIMEOUT_S + 5)
     load_end = time.time()
     for f, nxt in itertools.pairwise(faults):
@@ -282,7 +336,7 @@ def run_faults(
     with ns[1].client() as c:
         assert c.delete("/v2/schedules/faults-cron").status_code == 200
 
-    answers = sorted((a for p in publishers for a in p.answers), key=lambda a: a.sent)
+    answers = sorted((a for p in [*publishers, *bursts] for a in p.answers), key=lambda a: a.sent)
     acked = {a.message_id: a for a in answers if a.message_id}
 
     # Outcomes a fault kept from being recorded are applied late (or their messages are sent
@@ -430,21 +484,18 @@ def _ready(server: RunningServer) -> tuple[int, dict[str, str], float]:
     return r.status_code, r.json().get("problems", {}), time.monotonic() - started
 
 
+def _serve(tmp_path: Path, url: str, **overrides: float) -> RunningServer:
+    return RunningServer(dev_settings(tmp_path, database_url=url, **overrides)).start()
+
+
 @pytest.mark.timeout(60)
 def test_a_stalled_or_cut_off_database_is_a_prompt_503_and_an_unready_node(
     shared_schema: SharedSchema, proxy: FaultProxy, receiver: Receiver, tmp_path: Path
 ) -> None:
-    """One node in-process, 0.5 s timeouts: what each request and probe sees during a fault."""
-    settings = dev_settings(
-        tmp_path,
-        database_url=through(proxy, shared_schema.url),
-        database_statement_timeout_s=0.5,
-        database_acquire_timeout_s=0.5,
-    )
-    # The token check waits 1 s (statement + the client's grace) and the connection's
-    # hand-back 0.5 s; whatever else follows is refused at once.
-    bound_s = 2.5
-    server = RunningServer(settings).start()
+    """One node in-process (default statement timeout, 0.5 s acquire timeout): what each request
+    and probe sees during a fault."""
+    server = _serve(tmp_path, through(proxy, shared_schema.url), database_acquire_timeout_s=0.5)
+    bound_s = 0.5 + 2.25 * STALL_CHECK_S + 0.5  # one call on a silent server, and the rest
     try:
         with api(server) as client:
 
@@ -473,6 +524,45 @@ def test_a_stalled_or_cut_off_database_is_a_prompt_503_and_an_unready_node(
                 eventually(lambda: _ready(server)[0] == 200, 10.0)
                 assert publish("/after")[0].status_code == 201
                 receiver.wait_for(n, "/after", timeout=10)
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(60)
+def test_a_statement_blocked_by_a_lock_ends_at_the_statement_timeout(
+    shared_schema: SharedSchema, tmp_path: Path
+) -> None:
+    """Slow is not stalled: a statement waiting on a lock is left alone until the statement
+    timeout (the watchdog sees the server answer), then answered 503; the node stays ready."""
+    server = _serve(tmp_path, shared_schema.url, database_statement_timeout_s=2.5)
+    try:
+        with api(server) as client:
+            assert client.post(f"/v2/publish/{nowhere('/x')}", content=b"x").status_code == 201
+
+            async def hold_the_tokens_table(seconds: float) -> None:
+                import asyncpg  # type: ignore[import-untyped]
+
+                conn = await asyncpg.connect(shared_schema.url)
+                try:
+                    async with conn.transaction():
+                        await conn.execute("LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
+                        await asyncio.sleep(seconds)
+                finally:
+                    await conn.close()
+
+            holder = threading.Thread(
+                target=lambda: asyncio.run(hold_the_tokens_table(5.0)), daemon=True
+            )
+            holder.start()
+            time.sleep(0.3)
+            started = time.monotonic()
+            answer = client.post(f"/v2/publish/{nowhere('/x')}", content=b"x")
+            took = time.monotonic() - started
+            assert _ready(server)[0] == 200
+            holder.join(10)
+        assert answer.status_code == 503
+        assert "statement timeout" in answer.json()["error"], answer.text
+        assert 2.4 < took < 4.0, f"answered after {took:.2f}s"
     finally:
         server.stop()
 

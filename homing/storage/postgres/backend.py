@@ -97,7 +97,6 @@ class PostgresStorage(
                 self._db.connect,
                 self._wake,
                 ignore_pid=self._db.own_pids.__contains__,
-                check_timeout_s=self._db.client_timeout_s,
                 health=health,
             )
 

@@ -37,7 +37,7 @@ CHANNEL = "homing_work"
 MIN_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 2.0  # also how long a node may stay unready after the database returns
 HEALTH_CHECK_S = 5.0  # a quiet connection is checked this often
-HEALTH_TIMEOUT_S = 5.0  # default wait for that check's answer
+HEALTH_TIMEOUT_S = 2.0  # default wait for that check's answer
 HEALTH_NAME = "storage.listen"
 ANNOUNCE_WINDOW_S = 0.05
 

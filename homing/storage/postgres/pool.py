@@ -13,15 +13,20 @@ of requests that hang until their clients give up:
   time is dropped);
 * every statement waits at most `statement_timeout_s`: PostgreSQL cancels it itself
   (`statement_timeout`, which frees its locks and gives a clean error), and the client gives up
-  half a second later in case the answer cannot reach it (`command_timeout`, for a stalled
-  network), dropping that connection at once;
+  half a second later in case the answer cannot reach it (`command_timeout`), dropping that
+  connection at once;
+* a database that stops answering altogether (a frozen host or network) is noticed much sooner
+  than that, since a statement may rightly take long: when a call has waited `STALL_CHECK_S`
+  and nothing at all came back from the server meanwhile, a watchdog asks `SELECT 1` on a
+  connection of its own; without an answer within `STALL_CHECK_S` the waiting calls are ended
+  (503) and their connections dropped;
 * a session that sits idle inside a transaction (its node cut off mid-transaction) is ended by
-  the server after twice the statement timeout (`idle_in_transaction_session_timeout`), so the
-  rows it locked do not block the other nodes for longer.
+  the server after `IDLE_IN_TRANSACTION_S` (`idle_in_transaction_session_timeout`), so the rows
+  it locked do not block the other nodes for longer.
 
-Once a statement got no answer at all, the database is taken to be stalled: until some call
-gets an answer again, one call at a time tries it and every other call is answered 503 at once,
-so that requests do not queue up behind calls that are each waiting out their timeout.
+Once the database is found silent, one call at a time tries it until some call gets an answer
+again, and every other call is answered 503 at once, so that requests do not queue up behind
+calls that each wait to find out.
 
 Migrations are the exception: they run on a connection of their own without a statement
 timeout (`run_alone`), since rewriting a large table may take longer than any request should.
@@ -67,7 +72,12 @@ UNAVAILABLE = (
 )
 ATTEMPTS = 5
 ACQUIRE_TIMEOUT_S = 2.0
-STATEMENT_TIMEOUT_S = 5.0
+STATEMENT_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 5.0
+IDLE_IN_TRANSACTION_S = 10.0
+# A call that has waited this long while nothing at all came back from the server prompts a
+# `SELECT 1` on a connection of the watchdog's own, which must answer within as long again.
+STALL_CHECK_S = 1.0
 # The client waits this much longer than the server's statement_timeout: when the server is
 # reachable its own, clean cancellation arrives first and the connection stays usable.
 CLIENT_GRACE_S = 0.5
@@ -94,7 +104,7 @@ class Database:
             **(server_settings or {}),
             **SESSION_SETTINGS,
             "statement_timeout": str(statement_ms),
-            "idle_in_transaction_session_timeout": str(2 * statement_ms),
+            "idle_in_transaction_session_timeout": str(round(IDLE_IN_TRANSACTION_S * 1000)),
         }
         self._min_size = min_size
         self._max_size = max_size
@@ -102,6 +112,9 @@ class Database:
         self._probe: asyncio.Task[Any] | None = None
         self._silent_since: float | None = None  # monotonic; set while the server is silent
         self._trials = 0  # calls in flight while it is
+        self._calls: set[_Call] = set()  # in flight, for the watchdog
+        self._last_answer = time.monotonic()  # when the server last answered anything
+        self._watchdog: asyncio.Task[None] | None = None
         # Server process ids of this pool's sessions: the listener ignores their NOTIFYs, since
         # this process already woke its own listeners when it committed.
         self.own_pids: set[int] = set()
@@ -119,11 +132,12 @@ class Database:
                 max_size=self._max_size,
                 server_settings=self.server_settings,
                 init=self._init,
-                timeout=self.client_timeout_s,
+                timeout=CONNECT_TIMEOUT_S,
                 command_timeout=self.client_timeout_s,
             )
         except UNAVAILABLE as exc:
             raise StorageUnavailable(f"cannot connect to PostgreSQL: {_text(exc)}") from exc
+        self._watchdog = asyncio.create_task(self._watch(), name="homing-pg-watchdog")
 
     async def _init(self, conn: Conn) -> None:
         self.own_pids.add(conn.get_server_pid())
@@ -139,16 +153,18 @@ class Database:
         return await asyncpg.connect(
             self.dsn,
             server_settings=settings,
-            timeout=self.client_timeout_s,
+            timeout=CONNECT_TIMEOUT_S,
             command_timeout=command_timeout,
         )
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         probe, self._probe = self._probe, None
-        if probe is not None:
-            probe.cancel()
-            await asyncio.gather(probe, return_exceptions=True)
+        watchdog, self._watchdog = self._watchdog, None
+        for task in (probe, watchdog):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if pool is not None:
             # Calls in flight hand their connections back within their own bounds; a stalled
             # server must not hold the shutdown beyond that.
@@ -178,7 +194,7 @@ class Database:
                 try:
                     result = await self._run_once(pool, fn, transaction)
                 except RETRYABLE as exc:
-                    self._silent_since = None
+                    self._answered()
                     if attempt == ATTEMPTS:
                         raise StorageUnavailable(f"PostgreSQL transaction failed: {exc}") from exc
                     log.info("retrying a transaction after %s", type(exc).__name__)
@@ -188,16 +204,16 @@ class Database:
                     if self._silent_since is None:
                         self._silent_since = time.monotonic()
                     raise StorageUnavailable(
-                        f"PostgreSQL is unavailable: no answer within {self.client_timeout_s:g} s"
+                        f"PostgreSQL is unavailable: it does not answer ({silent})"
                     ) from silent.__cause__
                 except UNAVAILABLE as exc:
                     raise StorageUnavailable(f"PostgreSQL is unavailable: {_text(exc)}") from exc
                 except StorageUnavailable:
                     raise
                 except Exception:
-                    self._silent_since = None  # an error from the server is an answer
+                    self._answered()  # an error from the server is an answer
                     raise
-                self._silent_since = None
+                self._answered()
                 return result
             raise AssertionError("unreachable")
         finally:
@@ -213,33 +229,81 @@ class Database:
             raise StorageUnavailable(
                 f"PostgreSQL is unavailable: no connection within {self.acquire_timeout_s:g} s"
             ) from exc
-        silent = False
+        call = _Call(conn, time.monotonic())
+        self._calls.add(call)
 
-        async def call(conn: Conn) -> T:
-            nonlocal silent
+        async def guarded(conn: Conn) -> T:
             try:
                 return await fn(conn)
             except TimeoutError:
                 # No answer, not even the server's own statement_timeout: the connection is
                 # stuck until the server speaks again, which may be never. Drop it now rather
                 # than wait for a rollback or a cancel request that cannot get through.
-                silent = True
-                conn.terminate()
+                call.end(f"no answer within {self.client_timeout_s:g} s")
                 raise
 
         try:
             if not transaction:
-                return await call(conn)
+                return await guarded(conn)
             async with conn.transaction():
-                return await call(conn)
+                return await guarded(conn)
         except Exception as exc:
-            if silent:
-                raise _Silent() from exc
+            if call.silent is not None:
+                raise _Silent(call.silent) from exc
             raise
         finally:
+            self._calls.discard(call)
             # Shielded by asyncpg; waits at most the acquire timeout, then drops a connection
-            # that cannot be reset (returns at once for one dropped above).
+            # that cannot be reset (returns at once for one dropped as silent).
             await pool.release(conn)
+
+    def _answered(self) -> None:
+        self._last_answer = time.monotonic()
+        self._silent_since = None
+
+    async def _watch(self) -> None:
+        """Tell a stalled server from slow statements, and end the calls waiting on the former.
+
+        A statement may rightly take long (up to the statement timeout), so waiting alone says
+        nothing. But when a call has waited STALL_CHECK_S and nothing has come back from the
+        server meanwhile, a `SELECT 1` on a connection of the watchdog's own says which it is:
+        no answer within STALL_CHECK_S, and the server is taken to be stalled (a frozen network
+        or host): the calls waiting on it end at once, as 503s.
+        """
+        conn: Conn = None
+        try:
+            while True:
+                await asyncio.sleep(STALL_CHECK_S / 4)
+                now = time.monotonic()
+                waiting = [c for c in self._calls if now - c.started >= STALL_CHECK_S]
+                if not waiting or now - self._last_answer < STALL_CHECK_S:
+                    continue
+                try:
+                    if conn is None or conn.is_closed():
+                        conn = await asyncpg.connect(
+                            self.dsn, server_settings=self.server_settings, timeout=STALL_CHECK_S
+                        )
+                    await conn.fetchval("SELECT 1", timeout=STALL_CHECK_S)
+                except (TimeoutError, asyncpg.exceptions.InterfaceError) as exc:
+                    # No answer (or a connection that was stuck): stalled. A refused or reset
+                    # connection says nothing here: the calls see those errors themselves.
+                    if conn is not None:
+                        conn.terminate()
+                        conn = None
+                    if isinstance(exc, TimeoutError):
+                        if self._silent_since is None:
+                            self._silent_since = time.monotonic()
+                        for call in waiting:
+                            call.end(f"no answer to a check within {STALL_CHECK_S:g} s")
+                except UNAVAILABLE:
+                    if conn is not None:
+                        conn.terminate()
+                        conn = None
+                else:
+                    self._answered()
+        finally:
+            if conn is not None:
+                conn.terminate()
 
     async def run_alone(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         """`fn(connection)` in a transaction on a connection of its own, without statement
@@ -286,7 +350,23 @@ class Database:
 
 
 class _Silent(Exception):
-    """A statement got no answer at all within the client's timeout."""
+    """A call got no answer at all from the server (its text says how that was found)."""
+
+
+class _Call:
+    """A call in flight: its connection, since when, and why it was ended as silent."""
+
+    __slots__ = ("conn", "silent", "started")
+
+    def __init__(self, conn: Conn, started: float) -> None:
+        self.conn = conn
+        self.started = started
+        self.silent: str | None = None
+
+    def end(self, why: str) -> None:
+        if self.silent is None:
+            self.silent = why
+            self.conn.terminate()
 
 
 def _text(exc: BaseException) -> str:
