@@ -159,19 +159,19 @@ class Database:
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        if pool is not None:
+            # Calls still in flight get a few seconds (the watchdog still ends those waiting on
+            # a stalled server); a slow or stalled server must not hold the shutdown longer.
+            try:
+                await asyncio.wait_for(pool.close(), CONNECT_TIMEOUT_S)
+            except (TimeoutError, *UNAVAILABLE):
+                pool.terminate()
         probe, self._probe = self._probe, None
         watchdog, self._watchdog = self._watchdog, None
         for task in (probe, watchdog):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        if pool is not None:
-            # Calls in flight hand their connections back within their own bounds; a stalled
-            # server must not hold the shutdown beyond that.
-            try:
-                await asyncio.wait_for(pool.close(), self.acquire_timeout_s + self.client_timeout_s)
-            except (TimeoutError, *UNAVAILABLE):
-                pool.terminate()
 
     async def run(self, fn: Callable[[Conn], Awaitable[T]], *, transaction: bool = True) -> T:
         """`fn(connection)`, retried as a whole when PostgreSQL rolled it back (deadlock)."""
@@ -185,7 +185,7 @@ class Database:
             if self._trials:
                 silent_s = time.monotonic() - self._silent_since
                 raise StorageUnavailable(
-                    f"PostgreSQL is unavailable: no answer for {silent_s:.0f} s"
+                    f"PostgreSQL is unavailable: no answer for {silent_s:.1f} s"
                 )
             trial = True
             self._trials += 1
@@ -278,6 +278,7 @@ class Database:
                 waiting = [c for c in self._calls if now - c.started >= STALL_CHECK_S]
                 if not waiting or now - self._last_answer < STALL_CHECK_S:
                     continue
+                checked = time.monotonic()
                 try:
                     if conn is None or conn.is_closed():
                         conn = await asyncpg.connect(
@@ -290,11 +291,13 @@ class Database:
                     if conn is not None:
                         conn.terminate()
                         conn = None
-                    if isinstance(exc, TimeoutError):
+                    # Unless some call got an answer meanwhile: then the server is alive.
+                    if isinstance(exc, TimeoutError) and self._last_answer < checked:
                         if self._silent_since is None:
                             self._silent_since = time.monotonic()
                         for call in waiting:
-                            call.end(f"no answer to a check within {STALL_CHECK_S:g} s")
+                            if call in self._calls:  # else its connection serves another call
+                                call.end(f"no answer to a check within {STALL_CHECK_S:g} s")
                 except UNAVAILABLE:
                     if conn is not None:
                         conn.terminate()
