@@ -22,7 +22,7 @@ and the test holds the nodes to what an operator needs:
 * the nodes recover without a restart; nothing is logged as an unhandled error, and a client
   that disconnects mid-request is logged as such.
 
-Tiers: in CI each fault once, with faults of 3 s (about 80 s); with HOMING_SOAK=1 each fault five
+Tiers: in CI each fault once, with faults of 3 s (about 55 s); with HOMING_SOAK=1 each fault five
 times, with faults of 8-14 s. Figures per fault are printed (`-s`).
 """
 

@@ -81,6 +81,7 @@ STALL_CHECK_S = 1.0
 # The client waits this much longer than the server's statement_timeout: when the server is
 # reachable its own, clean cancellation arrives first and the connection stays usable.
 CLIENT_GRACE_S = 0.5
+PROBE_TIMEOUT_S = 0.5  # readiness probes: well within the 1 s a probe must be answered in
 
 
 class Database:
@@ -323,18 +324,20 @@ class Database:
         finally:
             conn.terminate()
 
-    async def probe(self, sql: str) -> Any:
+    async def probe(self, sql: str, *, timeout_s: float = PROBE_TIMEOUT_S) -> Any:
         """`fetchval(sql)` for readiness checks, shared by concurrent callers.
 
-        One probe runs at a time and every caller waits for that one: frequent probes of a
-        stalled database then hold one connection, not one each. A caller that stops waiting
-        (its own timeout) returns at once; the probe itself ends within the call's bounds.
+        One probe runs at a time and every caller waits for that one, at most `timeout_s`:
+        frequent probes of a stalled database then hold one connection, not one each, and
+        every caller has its answer in time. The probe itself ends within the call's bounds.
         """
         task = self._probe
         if task is None or task.done():
             task = self._probe = asyncio.create_task(self.fetchval(sql), name="homing-pg-probe")
             task.add_done_callback(_retrieve)
-        await asyncio.wait({task})
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if not done:
+            raise StorageUnavailable(f"PostgreSQL is unavailable: no answer within {timeout_s:g} s")
         return task.result()
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
