@@ -107,6 +107,15 @@ class Probe:
     outcome: str  # "200", "503" or the transport error's name
 
 
+def has_json_error(r: httpx.Response) -> bool:
+    """The answer is a JSON object with an "error" text, as every Homing error is."""
+    try:
+        doc = r.json()
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and isinstance(doc.get("error"), str)
+
+
 class Publisher(threading.Thread):
     """Publishes one message after the other through one node until stopped."""
 
@@ -138,10 +147,7 @@ class Publisher(threading.Thread):
                 if r.status_code == 201:
                     message_id = r.json()["messageId"]
                 else:
-                    try:
-                        json_error = isinstance(r.json().get("error"), str)
-                    except ValueError:
-                        json_error = False
+                    json_error = has_json_error(r)
                 self.answers.append(
                     Answer(sent, done, self.node.name, str(r.status_code), json_error, message_id)
                 )
@@ -177,7 +183,7 @@ class Burst(threading.Thread):
                     time.time(),
                     node.name,
                     str(r.status_code),
-                    not ok and "error" in r.text,
+                    not ok and has_json_error(r),
                     r.json()["messageId"] if ok else None,
                 )
             self.answers.append(outcome)
