@@ -88,6 +88,8 @@ SERVER_OPTIONS = (
     ),
     Option("--role", "HOMING_ROLE", "what this node runs: all; api (the API, the console and the probes, no delivery); worker (delivery, schedules and timed tasks, only the probes); api and worker need PostgreSQL", "all", "all"),
     Option("--lease", "HOMING_LEASE", "seconds a node holds a claimed attempt without renewing it: a dead node's attempts are delivered again this long after it died", "30", "30", float),
+    Option("--database-acquire-timeout", "HOMING_DATABASE_ACQUIRE_TIMEOUT", "PostgreSQL: seconds a request waits for a free database connection before it is answered 503", "2", "2", float),
+    Option("--database-statement-timeout", "HOMING_DATABASE_STATEMENT_TIMEOUT", "PostgreSQL: seconds any one statement may take (the server's statement_timeout; the client gives up 0.5 s later) before the request is answered 503 (a database that stops answering altogether is noticed within about 2 s, whatever this is)", "30", "30", float),
     Option("--log-format", "HOMING_LOG_FORMAT", "text or json (one JSON object per line)", "text", "json"),
     Option("--log-level", "HOMING_LOG_LEVEL", "debug, info, warning or error", "info", "info"),
 )  # fmt: skip
@@ -227,6 +229,10 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     shared = (args.database or "").startswith(("postgresql://", "postgres://"))
     if problem := role_problem(role, single_node=not shared):
         raise SystemExit(f"homing {args.command}: {problem}")
+    acquire_timeout = _positive("--database-acquire-timeout", args.database_acquire_timeout, 2.0)
+    statement_timeout = _positive(
+        "--database-statement-timeout", args.database_statement_timeout, 30.0
+    )
     return Settings(
         mode=args.command,
         host=args.host or ("127.0.0.1" if dev else "0.0.0.0"),
@@ -249,7 +255,17 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         log_format=args.log_format or ("text" if dev else "json"),
         role=role,
         lease_ms=int(lease_s * 1000),
+        database_acquire_timeout_s=acquire_timeout,
+        database_statement_timeout_s=statement_timeout,
     )
+
+
+def _positive(flag: str, value: float | None, default: float) -> float:
+    if value is None:
+        return default
+    if not value > 0:
+        raise SystemExit(f"homing: {flag} must be a positive number of seconds, not {value}")
+    return value
 
 
 def store_url(args: argparse.Namespace) -> str:

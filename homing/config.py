@@ -96,6 +96,10 @@ class Settings:
     allow_unsafe_durability: bool = True  # serve: refuse PostgreSQL with fsync=off unless set
     role: str = "all"  # "all", "api" or "worker": what this node runs (homing.runtime)
     lease_ms: int = 30_000  # how long a claim holds without renewal (a dead node's attempts wait)
+    # PostgreSQL: the longest wait for a pooled connection, and for any one statement; past
+    # either the request is answered 503 (homing.storage.postgres.pool).
+    database_acquire_timeout_s: float = 2.0
+    database_statement_timeout_s: float = 30.0
 
     @property
     def store_url(self) -> str:

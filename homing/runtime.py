@@ -98,10 +98,12 @@ class Runtime:
     async def _start(self) -> Services:
         settings = self.settings
         store = self._storage or open_storage(
-            settings.store_url, sqlite_synchronous=settings.sqlite_synchronous
+            settings.store_url, sqlite_synchronous=settings.sqlite_synchronous, settings=settings
         )
         if problem := role_problem(self.role, single_node=store.single_node):
             raise InvalidRequest(problem)
+        health = Health()
+        store.report_to(health)  # a full disk (SQLite), LISTEN down (PostgreSQL), ...
         await store.open()
         self._stack.push_async_callback(store.close)
         warning = await store.check_durability()
@@ -113,8 +115,6 @@ class Runtime:
             log.warning(warning, extra={"event": "storage.unsafe_durability"})
         await seed_accounts(store, settings, self.clock.now_ms())
         registry = Metrics()
-        health = Health()
-        store.report_to(health)  # e.g. SQLite says while its disk is full
         policy = DestinationPolicy(allow_private=settings.allow_private_destinations)
         telemetry = Telemetry.from_settings(settings.otel_endpoint, node_id=self.node_id)
         if telemetry is not None:

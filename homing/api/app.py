@@ -6,7 +6,7 @@ parts only through `Services` and the use cases in `homing.actions`.
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,7 +22,7 @@ from homing.api import (
     schedules,
     url_groups,
 )
-from homing.api.errors import homing_error
+from homing.api.errors import client_disconnected, homing_error
 from homing.api.openapi import openapi_document
 from homing.errors import HomingError
 from homing.web.http import JSON
@@ -53,6 +53,8 @@ class Entry:
                     response = await publish.publish(request)
                 except HomingError as exc:
                     response = await homing_error(request, exc)
+                except ClientDisconnect as exc:
+                    response = await client_disconnected(request, exc)
                 await response(scope, receive, send)
                 return
             if len(path) > 4 and path.endswith("/") and path.startswith("/v2/"):

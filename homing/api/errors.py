@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from homing.errors import HomingError
+from homing.errors import HomingError, StorageUnavailable
 from homing.web.http import JSON
 
 log = logging.getLogger(__name__)
@@ -16,7 +16,16 @@ log = logging.getLogger(__name__)
 
 async def homing_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HomingError)
-    if exc.status_code >= 500:
+    if isinstance(exc, StorageUnavailable):
+        # Expected while the database is away; one line per request, without a traceback.
+        log.warning(
+            "%s %s answered 503: %s",
+            request.method,
+            request.url.path,
+            exc.message,
+            extra={"event": "request.storage_unavailable"},
+        )
+    elif exc.status_code >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     return JSON({"error": exc.message}, status_code=exc.status_code)
 
@@ -28,6 +37,18 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return JSON({"error": f"{text}: {request.method} {request.url.path}"}, exc.status_code)
 
 
+async def client_disconnected(request: Request, exc: Exception) -> Response:
+    """The client went away before its request was read (it gave up waiting, or was stopped):
+    nothing went wrong here, and nobody is left to answer."""
+    log.info(
+        "client disconnected before %s %s was answered",
+        request.method,
+        request.url.path,
+        extra={"event": "request.client_disconnected"},
+    )
+    return JSON({"error": "client disconnected"}, status_code=499)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error in %s %s", request.method, request.url.path)
     return JSON({"error": "internal error"}, status_code=500)
@@ -36,5 +57,6 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     HomingError: homing_error,
     HTTPException: http_error,
+    ClientDisconnect: client_disconnected,
     Exception: unexpected_error,
 }

@@ -26,6 +26,7 @@ from homing import ids
 from homing.clock import Clock
 from homing.delivery import outcome
 from homing.delivery.sender import Sender
+from homing.errors import StorageUnavailable
 from homing.health import Health
 from homing.metrics import Metrics
 from homing.models import AttemptOutcome, Claimed, OutcomeKind, SigningKeys
@@ -285,6 +286,26 @@ class DeliveryEngine:
                 await self.storage.record_outcomes(batch)
                 if self.metrics is not None:
                     self.metrics.commit_outcomes.observe(time.monotonic() - started)
+            except StorageUnavailable as exc:
+                if self._stopping:  # no time left: the leases expire as below
+                    log.warning(
+                        "could not record %d outcomes: %s",
+                        len(batch),
+                        exc.message,
+                        extra={"event": "engine.record_failed"},
+                    )
+                    return
+                # The store is away for now (a database outage): keep the outcomes and record
+                # them once it is back. Late is safe, since each outcome is fenced by its lease
+                # token, and `_renew` keeps those leases while the outcomes wait.
+                log.warning(
+                    "could not record %d outcomes yet (%s); retrying",
+                    len(batch),
+                    exc.message,
+                    extra={"event": "engine.record_delayed"},
+                )
+                self._pending[:0] = batch
+                await asyncio.sleep(0.5)
             except Exception:
                 # Not recorded: the leases expire and the messages are attempted again, which
                 # keeps at-least-once; log loudly because it means duplicates.
@@ -322,7 +343,7 @@ class DeliveryEngine:
                 self.health.clear(check)
 
     async def _renew(self) -> None:
-        if self._inflight:
+        if self._inflight or self._pending:
             until = self.clock.now_ms() + self.settings.lease_ms
             await self.storage.renew_leases(self.node_id, until_ms=until)
 

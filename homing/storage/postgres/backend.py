@@ -20,6 +20,7 @@ in `queries.sql` and `migrations/`.
 from __future__ import annotations
 
 from homing.errors import StorageUnavailable
+from homing.health import Health
 from homing.storage.base import Storage
 from homing.storage.postgres.accounts import AccountStore
 from homing.storage.postgres.batch import InsertBatcher
@@ -27,7 +28,13 @@ from homing.storage.postgres.delivery import DeliveryStore
 from homing.storage.postgres.flow import FlowControlStore
 from homing.storage.postgres.listener import Announcer, Listener
 from homing.storage.postgres.messages import MessageStore, Q
-from homing.storage.postgres.pool import Conn, Database, affected
+from homing.storage.postgres.pool import (
+    ACQUIRE_TIMEOUT_S,
+    STATEMENT_TIMEOUT_S,
+    Conn,
+    Database,
+    affected,
+)
 from homing.storage.postgres.queues import QueueStore
 from homing.storage.postgres.schedules import ScheduleStore
 from homing.storage.postgres.stats import StatsStore
@@ -58,11 +65,18 @@ class PostgresStorage(
         min_connections: int = 2,
         max_connections: int = 16,
         listen: bool = True,
+        acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
+        statement_timeout_s: float = STATEMENT_TIMEOUT_S,
     ) -> None:
         super().__init__()
         self.url = url
         self._db = Database(
-            url, server_settings=server_settings, min_size=min_connections, max_size=max_connections
+            url,
+            server_settings=server_settings,
+            min_size=min_connections,
+            max_size=max_connections,
+            acquire_timeout_s=acquire_timeout_s,
+            statement_timeout_s=statement_timeout_s,
         )
         self._unblock_hint: int | None = None
         self._announcer = Announcer(self._notify)
@@ -70,15 +84,21 @@ class PostgresStorage(
         self.listener: Listener | None = None
         if listen:
             self.listener = Listener(
-                self._db.connect, self._wake, ignore_pid=self._db.own_pids.__contains__
+                self._db.connect,
+                self._wake,
+                ignore_pid=self._db.own_pids.__contains__,
             )
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def report_to(self, health: Health) -> None:
+        if self.listener is not None:
+            self.listener.report_to(health)  # while LISTEN is down, other nodes' work waits
+
     async def open(self) -> None:
         await self._db.open()
         try:
-            await self._db.run(self._migrate)
+            await self._db.run_alone(self._migrate)
             row = await self._db.fetchrow(Q["next_due"])
             self._unblock_hint = row["unblock"]
         except BaseException:
@@ -111,7 +131,7 @@ class PostgresStorage(
     async def ping(self) -> None:
         latest = max(v for v, _ in MIGRATIONS)
         try:
-            found = await self._db.fetchval(Q["schema_version"])
+            found = await self._db.probe(Q["schema_version"])
         except StorageUnavailable:
             raise
         except Exception as exc:

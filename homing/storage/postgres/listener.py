@@ -14,9 +14,10 @@ listeners (`Storage._wake`). It is only a hint: the engine polls as well, so a n
 lost while the connection is down delays work, never loses it.
 
 The connection is watched (termination callback, plus a `SELECT 1` when it has been quiet for a
-while, for connections that die silently) and re-opened in a loop with exponential backoff, as
-procrastinate's and saq's listeners do. After a reconnect it reports `due_ms = 0` once, so that
-anything announced while it was away is looked at now.
+while, for connections that die or stall silently) and re-opened in a loop with exponential
+backoff, as procrastinate's and saq's listeners do. After a reconnect it reports `due_ms = 0`
+once, so that anything announced while it was away is looked at now. While it is not listening
+it reports itself to the node's `Health` (`storage.listen`), so `/readyz` names the problem.
 """
 
 from __future__ import annotations
@@ -28,13 +29,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from homing.health import Health
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "homing_work"
 MIN_BACKOFF_S = 0.1
-MAX_BACKOFF_S = 5.0
-HEALTH_CHECK_S = 15.0
-HEALTH_TIMEOUT_S = 5.0
+MAX_BACKOFF_S = 2.0  # also how long a node may stay unready after the database returns
+HEALTH_CHECK_S = 5.0  # a quiet connection is checked this often
+HEALTH_TIMEOUT_S = 2.0  # default wait for that check's answer
+HEALTH_NAME = "storage.listen"
 ANNOUNCE_WINDOW_S = 0.05
 
 
@@ -96,17 +100,25 @@ class Listener:
         on_due: Callable[[int], None],
         *,
         ignore_pid: Callable[[int], bool] = lambda pid: False,
+        check_timeout_s: float = HEALTH_TIMEOUT_S,
+        health: Health | None = None,
     ) -> None:
         self._connect = connect
         self._on_due = on_due
         self._ignore_pid = ignore_pid
+        self._check_timeout_s = check_timeout_s
+        self._health = health
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()  # set while LISTEN is active (tests wait on it)
         self.connections = 0  # how many times LISTEN was (re)established
         self.server_pid: int | None = None  # of the listening session, while there is one
 
+    def report_to(self, health: Health) -> None:
+        self._health = health
+
     def start(self) -> None:
         if self._task is None:
+            self._down("not connected yet")
             self._task = asyncio.create_task(self._run(), name="homing-pg-listener")
 
     async def stop(self) -> None:
@@ -115,6 +127,12 @@ class Listener:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._health is not None:
+            self._health.clear(HEALTH_NAME)
+
+    def _down(self, reason: str) -> None:
+        if self._health is not None:
+            self._health.fail(HEALTH_NAME, f"not listening for other nodes' work: {reason}")
 
     def _notified(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
         if self._ignore_pid(pid):
@@ -135,15 +153,18 @@ class Listener:
                     "lost the LISTEN connection; reconnecting",
                     extra={"event": "storage.listen_lost"},
                 )
+                self._down("the connection was lost")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                reason = str(exc) or type(exc).__name__
                 log.warning(
                     "LISTEN connection failed (%s); retrying in %.1f s",
-                    exc,
+                    reason,
                     backoff,
                     extra={"event": "storage.listen_failed"},
                 )
+                self._down(reason)
             if self.connections > connections:
                 backoff = MIN_BACKOFF_S  # it worked for a while: start the backoff over
             await asyncio.sleep(backoff)
@@ -159,23 +180,25 @@ class Listener:
             self.server_pid = conn.get_server_pid()
             self.connections += 1
             self.connected.set()
+            if self._health is not None:
+                self._health.clear(HEALTH_NAME)
             if self.connections > 1:
                 log.info("listening for work again", extra={"event": "storage.listen"})
                 self._on_due(0)  # whatever was announced while we were away
-            await self._watch(conn, lost)
+            await self._watch(conn, lost, self._check_timeout_s)
         finally:
             self.connected.clear()
             self.server_pid = None
             conn.terminate()
 
     @staticmethod
-    async def _watch(conn: Any, lost: asyncio.Event) -> None:
-        """Return when the connection is gone."""
+    async def _watch(conn: Any, lost: asyncio.Event, check_timeout_s: float) -> None:
+        """Return when the connection is gone or no longer answers."""
         while not lost.is_set() and not conn.is_closed():
             try:
                 await asyncio.wait_for(lost.wait(), HEALTH_CHECK_S)
             except TimeoutError:
                 try:
-                    await asyncio.wait_for(conn.fetchval("SELECT 1"), HEALTH_TIMEOUT_S)
+                    await conn.fetchval("SELECT 1", timeout=check_timeout_s)
                 except Exception:
                     return
