@@ -6,7 +6,7 @@ proxy into its own network (spec section 3 item 5). Two layers cooperate:
 * `DestinationPolicy.check_url` is the static check: the URL is well formed and, unless private
   destinations are allowed, its host is neither a non-public literal address (in any encoding a URL
   parser or `inet_aton` accepts) nor a loopback name. It runs at publish time and again before every
-  delivery attempt and every redirect hop (spec 9.2 / Q26).
+  delivery attempt and every redirect hop.
 * `PolicyResolver` is the dynamic check: aiohttp asks it to resolve names at connect time and
   connects to exactly the addresses it returns, so there is no window between "checked" and
   "connected" in which DNS could change its answer (DNS rebinding).

@@ -1,4 +1,4 @@
-"""QStash duration strings (spec 1.6): `50s`, `10d`, `1h30m3s`, or a bare number of seconds."""
+"""QStash duration strings: `50s`, `10d`, `1h30m3s`, or a bare number of seconds."""
 
 from __future__ import annotations
 

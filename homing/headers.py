@@ -1,7 +1,7 @@
-"""QStash configuration headers (spec 4) -> `PublishOptions`. Pure: no I/O, no clock.
+"""QStash configuration headers (`Upstash-*`) -> `PublishOptions`. Pure: no I/O, no clock.
 
 Header names are matched case-insensitively everywhere (the JS SDK sends lower-case names, also
-inside batch items). Configuration may also arrive as `upstash-*` query parameters (spec 4.3);
+inside batch items). Configuration may also arrive as `upstash-*` query parameters;
 a header wins over a query parameter of the same name.
 """
 

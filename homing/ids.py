@@ -1,4 +1,5 @@
-"""Identifiers in the shapes QStash uses (spec 1.5). All are opaque to clients."""
+"""Identifiers in the shapes QStash uses (`msg_...`, `scd_...`, numeric DLQ ids). All are opaque
+to clients."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def token() -> str:
 
 
 class DlqIdSource:
-    """`<unixMillis>-<sequence>` ids (spec 1.5), unique within this process.
+    """`<unixMillis>-<sequence>` ids (QStash's DLQ ids), unique within this process.
 
     The random node suffix keeps ids from two nodes that fail a message in the same millisecond
     apart.

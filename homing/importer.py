@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-# Schedule fields that are configuration headers on create (spec 7.1).
+# Schedule fields that are configuration headers on create (`Upstash-*` of `POST /v2/schedules`).
 _SCHEDULE_FIELDS = (
     "cron", "destination", "method", "header", "body", "retries", "delay", "timeout",
     "callback", "failureCallback", "callbackHeader", "failureCallbackHeader", "queueName",

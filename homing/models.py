@@ -44,7 +44,7 @@ FINAL_STATES = (MessageState.DELIVERED, MessageState.FAILED, MessageState.CANCEL
 
 
 class LogState(enum.StrEnum):
-    """The log (event) states of QStash, spelled exactly as the SDKs expect (spec 9.14)."""
+    """The log (event) states of QStash, spelled exactly as the SDKs expect."""
 
     CREATED = "CREATED"
     ACTIVE = "ACTIVE"
@@ -64,7 +64,7 @@ class MessageKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class CallbackSpec:
-    """Where and how to send a callback or failure callback (spec 9.7, 9.8)."""
+    """Where and how to send a callback or failure callback."""
 
     url: str
     headers: Headers = field(default_factory=dict)
@@ -136,7 +136,7 @@ class NewMessage:
     flow: FlowControl | None = None
     dedup_key: str | None = None  # already scoped to the destination URL
     # A callback of a queued message holds its parent's queue slot until it is final, so the
-    # next message of a FIFO queue waits for the callbacks of the current one (spec 9.7).
+    # next message of a FIFO queue waits for the callbacks of the current one.
     queue_slot: str | None = None
 
 
@@ -289,7 +289,7 @@ class TokenInfo:
 
 @dataclass(frozen=True, slots=True)
 class MessageFilter:
-    """Filters shared by logs, DLQ and bulk cancel (spec 1.7). Values of one field are OR-ed."""
+    """Filters shared by logs, DLQ and bulk cancel. Values of one field are OR-ed."""
 
     message_ids: tuple[str, ...] = ()
     dlq_ids: tuple[str, ...] = ()
@@ -324,7 +324,7 @@ class Page(Generic[T]):
 
 
 class ScheduleState(enum.StrEnum):
-    """What a schedule reports for the messages of its latest fire (spec 7.6)."""
+    """What a schedule reports for the messages of its latest fire."""
 
     IN_PROGRESS = "IN_PROGRESS"
     SUCCESS = "SUCCESS"
@@ -333,7 +333,7 @@ class ScheduleState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """A cron schedule and the template of the messages each fire publishes (spec 7)."""
+    """A cron schedule and the template of the messages each fire publishes."""
 
     id: str
     account_id: str
@@ -357,7 +357,7 @@ class Schedule:
 
 @dataclass(frozen=True, slots=True)
 class FlowKeyInfo:
-    """The live state of one flow-control key (spec 11.7)."""
+    """The live state of one flow-control key (`GET /v2/flowControl/{key}`)."""
 
     key: str
     wait_list_size: int

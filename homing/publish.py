@@ -1,8 +1,9 @@
 """Publish policy: what messages a publish creates. Pure: the caller supplies ids, time and groups.
 
-A URL destination creates one message; a URL group one per endpoint, in endpoint order (spec 5.1).
+A URL destination creates one message; a URL group one per endpoint, in endpoint order, as
+QStash does.
 Deduplication keys are scoped to the resolved destination URL, so each endpoint of a group is
-deduplicated on its own (spec 9.11).
+deduplicated on its own (the deduplication id is per destination).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def validate_name(value: str, what: str) -> str:
 
 
 def parse_destination(raw: str) -> Destination:
-    """Read a destination from the raw remainder of a request path (spec 3)."""
+    """Read a destination from the raw remainder of a request path: a URL (kept byte for byte)
+    or a URL group name."""
     text = raw
     if _ENCODED_URL_PREFIX.match(text):
         from urllib.parse import unquote
@@ -97,7 +99,7 @@ def delivery_spec(options: PublishOptions, kind: MessageKind = MessageKind.MESSA
 
 
 def not_before_ms(options: PublishOptions, now_ms: int) -> int:
-    """Upstash-Not-Before (seconds) overrides Upstash-Delay (spec 4.1)."""
+    """Upstash-Not-Before (seconds) overrides Upstash-Delay, as on QStash."""
     if options.not_before_s is not None:
         return options.not_before_s * 1000
     return now_ms + options.delay_s * 1000
@@ -150,7 +152,8 @@ def retry_from_dlq(
     entry: Message, overrides: PublishOptions, *, now_ms: int, new_id: Callable[[], str]
 ) -> NewMessage:
     """A DLQ entry -> a new message with the original (unredacted) request and configuration,
-    overridden by the configuration headers the retry request gave (spec 9.9, 12.5).
+    overridden by the configuration headers the retry request gave (as `POST /v2/dlq/retry`
+    documents).
 
     The original deduplication id is not applied again (it would swallow the retry); a dedup
     header on the retry request itself is.
@@ -197,7 +200,7 @@ def schedule_messages(
     schedule: Schedule, targets: Sequence[Endpoint], *, now_ms: int, new_id: Callable[[], str]
 ) -> list[NewMessage]:
     """The messages one fire of `schedule` publishes: its template to each target, delayed by
-    the schedule's delay from the fire, into its queue if it names one (spec 7.6)."""
+    the schedule's delay from the fire, into its queue if it names one."""
     return [
         NewMessage(
             id=new_id(),

@@ -1,4 +1,5 @@
-"""When the next attempt of a failed delivery is due (spec 9.3, 9.4).
+"""When the next attempt of a failed delivery is due: QStash's retry order and its
+`Upstash-Retry-Delay` expressions.
 
 After failed attempt k (k = 1 is the first attempt) the delay before retry number k is, in order:
 
@@ -320,7 +321,8 @@ def _hint_value_ms(value: str, now_ms: int) -> int | None:
 
 
 def retry_hint_ms(headers: Headers, now_ms: int) -> int | None:
-    """The delay a failed response asked for (spec 9.3 step 1), or None to fall back.
+    """The delay a failed response asked for (`Retry-After` and the like: checked first), or
+    None to fall back.
 
     The first parseable value wins, in the order of HINT_HEADERS; if it exceeds 1 day it is
     ignored as a whole (not replaced by a later header): the destination said "not that soon".
@@ -344,7 +346,8 @@ def next_retry_delay_ms(
     now_ms: int,
     scale: float = 1.0,
 ) -> int:
-    """The delay before retry `retry_number` (1 = first retry), in the order of spec 9.3.
+    """The delay before retry `retry_number` (1 = first retry), in QStash's order: the
+    response's hint, then the message's expression, then the default backoff.
 
     `scale` multiplies the default backoff only (e.g. 0.001 in development turns 12 s into 12 ms);
     a response hint or an explicit expression is what someone asked for and is never scaled.

@@ -1,4 +1,4 @@
-"""`Upstash-Signature`: the JWT every delivery carries (spec 10.1).
+"""`Upstash-Signature`: the JWT every delivery carries, as the SDKs' `Receiver` verifies it.
 
 Signed with PyJWT, HS256, keyed by the UTF-8 bytes of the account's current signing key, so the
 official SDK receivers (PyJWT in Python, jose in TypeScript) verify it unchanged.

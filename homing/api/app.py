@@ -34,7 +34,8 @@ _DESTINATION_PREFIXES = ("/v2/publish/", "/v2/enqueue/", "/v2/schedules/")
 class Entry:
     """What every request passes first.
 
-    * `/v2/queues/` means `/v2/queues` (spec 1.1), except inside a destination.
+    * `/v2/queues/` means `/v2/queues` (QStash ignores a trailing slash), except inside a
+      destination.
     * `POST /v2/publish/...` goes straight to its handler: it is most of the traffic, and
       routing it through the router's and exception middleware's layers cost about a tenth of
       its CPU. Its errors are mapped by the same handler as everywhere else; anything

@@ -14,7 +14,7 @@ def services(request: Request) -> Services:
 
 
 async def principal(request: Request, *, write: bool) -> Principal:
-    """Who is calling, from `Authorization: Bearer` or `?qstash_token=` (spec 1.2)."""
+    """Who is calling, from `Authorization: Bearer` or `?qstash_token=` (both are QStash's)."""
     token = ""
     auth = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":

@@ -1,4 +1,4 @@
-"""The dead-letter queue (spec 12.1-12.6)."""
+"""The dead-letter queue (`/v2/dlq`): list, get, delete and retry, one or in bulk."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ async def _select(
     svc: Services, account_id: str, request: Request
 ) -> tuple[list[Message], str | None]:
     """The entries a bulk call names: `dlqIds`, or a filtered page from `cursor` (all when no
-    filter). Unknown parameters are refused (spec 12.4)."""
+    filter). Unknown parameters are refused: a typo must not delete everything."""
     params = request.query_params
     f = filters.parse_filter(params, allowed=DLQ_FILTERS, strict=True)
     count = filters.count(params, default=MAX_COUNT, maximum=MAX_COUNT)

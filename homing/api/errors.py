@@ -1,4 +1,5 @@
-"""The one place where errors become HTTP responses (`{"error": "..."}`, spec 1.4)."""
+"""The one place where errors become HTTP responses: `{"error": "..."}`, the shape every QStash
+SDK reads."""
 
 from __future__ import annotations
 

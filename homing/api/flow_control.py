@@ -1,4 +1,4 @@
-"""Flow-control keys and global parallelism (spec 12.10-12.17)."""
+"""Flow-control keys and global parallelism (`/v2/flowControl`, `/v2/globalParallelism`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Signing keys (spec 12.8, 12.9)."""
+"""Signing keys: `GET /v2/keys` and `POST /v2/keys/rotate`."""
 
 from __future__ import annotations
 

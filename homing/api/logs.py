@@ -1,4 +1,5 @@
-"""Logs, a.k.a. events (spec 12.7): every state transition, newest first."""
+"""Logs, a.k.a. events (`/v2/events` for the SDKs, `/v2/logs` in current docs): every state
+transition, newest first."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ LOG_FILTERS = (
 )  # fmt: skip
 MAX_COUNT = 1000
 # Event ids are `time_ms * 1000 + n`. A cursor below this bound is a Unix-ms time, as the JS
-# SDK's docs start paging with `cursor = Date.now()` (spec 1.8): entries at or before it.
+# SDK's docs start paging with `cursor = Date.now()`: entries at or before it.
 _MS_CURSOR_BELOW = 10**14
 
 

@@ -1,4 +1,4 @@
-"""Get and cancel messages (spec 5.4-5.6)."""
+"""Get and cancel messages: `GET`/`DELETE /v2/messages/{id}`, bulk `DELETE /v2/messages`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ BULK_CANCEL_FILTERS = (
     "flowControlKey", "callerIp", "callerIP",
 )  # fmt: skip
 MAX_CANCEL_COUNT = 500
-# Keys that older clients send in a JSON body instead of the query (spec 5.6).
+# Keys that older clients send in a JSON body instead of the query (the bulk cancel's old form).
 _BODY_FILTERS = {
     "queueName": "queueName",
     "url": "url",

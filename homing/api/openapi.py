@@ -245,8 +245,9 @@ def _header(
 _PAGING = [_query("cursor"), _query("count", {"type": "integer", "minimum": 1})]
 _NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]+$"}
 # The message configuration headers a schedule stores as the template of what it publishes
-# (spec 4.1). `Upstash-Forward-<Name>` and `Upstash-Callback-Forward-<Name>` are accepted too;
-# a pattern of header names cannot be written as an OpenAPI parameter.
+# (the `Upstash-*` configuration headers). `Upstash-Forward-<Name>` and
+# `Upstash-Callback-Forward-<Name>` are accepted too; a pattern of header names cannot be
+# written as an OpenAPI parameter.
 _SCHEDULE_HEADERS = [
     _header("Upstash-Cron", required=True),
     _header("Upstash-Schedule-Id", _NAME),

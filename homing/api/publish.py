@@ -1,4 +1,5 @@
-"""Publish, enqueue and batch (spec 5.1-5.3): read the request, publish, shape the answer."""
+"""Publish, enqueue and batch (`/v2/publish`, `/v2/enqueue`, `/v2/batch`): read the request,
+publish, shape the answer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Queues (spec 6): named FIFO queues with parallelism."""
+"""Queues (`/v2/queues`): named FIFO queues with parallelism."""
 
 from __future__ import annotations
 

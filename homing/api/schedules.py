@@ -1,4 +1,4 @@
-"""Schedules (spec 7): cron-driven publishing, create-or-overwrite by id."""
+"""Schedules (`/v2/schedules`): cron-driven publishing, create-or-overwrite by id."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""URL groups, called topics on the wire (spec 8)."""
+"""URL groups, called topics on the wire (`/v2/topics`)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _endpoints(body: Any, *, need_url: bool) -> list[Endpoint]:
 
 def _merged_count(current: list[Endpoint], new: list[Endpoint]) -> int:
     """How many endpoints the group has after an upsert: an endpoint whose url (or given name)
-    matches an existing one replaces it (spec 8.1), any other is added."""
+    matches an existing one replaces it, any other is added."""
     merged = list(current)
     for endpoint in new:
         for i, old in enumerate(merged):

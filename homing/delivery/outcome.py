@@ -1,8 +1,8 @@
 """What one attempt means: delivered, retry later, or failed for good; and which callbacks follow.
 
-Pure policy (spec 9.2, 9.3, 9.7, 9.8): the engine hands in the message and the response and
-storage records the returned `AttemptOutcome` as it is. The outcome spells out everything that
-recording writes (`Effect`: the message's new state, its times, its DLQ entry, the log entries,
+Pure policy (which answers count as delivered, when to retry, callbacks and failure callbacks):
+the engine hands in the message and the response and storage records the returned
+`AttemptOutcome` as it is. The outcome spells out everything that recording writes (`Effect`: the message's new state, its times, its DLQ entry, the log entries,
 the new messages), in two branches: as decided, and what happens instead when the message was
 canceled while the attempt was in flight (a cancel cannot be seen before the attempt ends,
 since it arrives on another request). Storage reads the message's cancel flag and records one
@@ -48,7 +48,7 @@ def is_success(response: Response) -> bool:
 
 
 def is_non_retryable(response: Response) -> bool:
-    """489 with `Upstash-NonRetryable-Error: true` stops retries at once (spec 9.2)."""
+    """489 with `Upstash-NonRetryable-Error: true` stops retries at once, as on QStash."""
     if response.status != 489:
         return False
     for name, values in response.headers.items():
@@ -60,7 +60,7 @@ def is_non_retryable(response: Response) -> bool:
 def callback_body(
     message: Message, response: Response, *, max_body: int, dlq_id: str | None = None
 ) -> bytes:
-    """The JSON body of a callback or failure callback (spec 9.7)."""
+    """The JSON body of a callback or failure callback, as the SDKs parse it."""
     doc: dict[str, Any] = {
         "status": response.status,
         "header": response.headers,
@@ -124,7 +124,7 @@ def _callback_message(
 
 
 def error_info(response: Response) -> dict[str, Any]:
-    """The log fields of a failed attempt (spec 11.3)."""
+    """The log fields of a failed attempt (`error`, `responseStatus`, ... of a log entry)."""
     info: dict[str, Any] = {"error": response.error or f"status {response.status}"}
     if response.status:
         info["responseStatus"] = response.status

@@ -1,4 +1,5 @@
-"""One delivery attempt over HTTP: build the request of spec 9.1, send it, read the answer.
+"""One delivery attempt over HTTP: build the request QStash sends (forwarded headers, `Upstash-*`
+delivery headers, signature), send it, read the answer.
 
 aiohttp because it is the fastest maintained asyncio client we measured and its resolver is
 pluggable, which is what makes the destination policy airtight (`PolicyResolver`: we connect to

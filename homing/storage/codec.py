@@ -117,7 +117,7 @@ def decode_flow(key: str | None, raw: str | None) -> FlowControl | None:
 
 
 def url_parts(url: str) -> tuple[str, str]:
-    """(host, path) of a destination, for the `host` and `path` filters (spec 1.7)."""
+    """(host, path) of a destination, for the `host` and `path` filters of logs and the DLQ."""
     try:
         parts = urlsplit(url)
         return (parts.hostname or "", parts.path or "/")
@@ -144,8 +144,8 @@ def decode_labels(raw: str | None) -> tuple[str, ...]:
     return tuple(orjson.loads(raw)) if raw else ()
 
 
-# What a schedule's last fire looks like from the state of one of its messages (spec 7.3);
-# any other state is still IN_PROGRESS.
+# What a schedule's last fire looks like from the state of one of its messages
+# (`lastScheduleStates`); any other state is still IN_PROGRESS.
 SCHEDULE_STATES = {
     MessageState.DELIVERED.value: ScheduleState.SUCCESS,
     MessageState.FAILED.value: ScheduleState.FAIL,

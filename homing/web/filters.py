@@ -1,4 +1,4 @@
-"""Query parameters -> `MessageFilter` (spec 1.7), shared by logs, DLQ and bulk cancel.
+"""Query parameters -> `MessageFilter`, shared by logs, DLQ and bulk cancel.
 
 Repeated keys and comma-separated values are both accepted; values of one field are OR-ed.
 URL values are split on commas only when every part is itself an absolute URL.
@@ -76,7 +76,8 @@ def parse_filter(
     params: QueryParams, *, allowed: Iterable[str], strict: bool, extra: Iterable[str] = ()
 ) -> MessageFilter:
     """Read the filter fields in `allowed`. With `strict`, any other parameter (except paging,
-    legacy names and `extra`) is a 400, as the DLQ bulk endpoints require (spec 12.4)."""
+    legacy names and `extra`) is a 400, as the DLQ bulk endpoints require: an unknown filter
+    must not delete everything."""
     allowed = set(allowed)
     known = allowed | PAGING | LEGACY | {"fromDate", "toDate"} | set(extra)
     if strict:
@@ -113,14 +114,14 @@ def given_empty(params: QueryParams, allowed: Iterable[str]) -> list[str]:
     """Filter parameters that are present but carry no value (`messageIds=`, `label=`).
 
     Parsing drops such values, which would turn a destructive bulk call into "everything"; the
-    bulk endpoints use this to select nothing instead (spec 5.6 and Q18: only a bare call means
+    bulk endpoints use this to select nothing instead (only a bare call means
     all).
     """
     return [key for key in allowed if key in params and not _values(params, key)]
 
 
 def count(params: QueryParams, *, default: int | None, maximum: int) -> int | None:
-    """`count`, clamped to `maximum` (spec 1.8)."""
+    """`count`, clamped to `maximum` (QStash caps page sizes rather than refusing them)."""
     value = params.get("count")
     if value is None or value == "":
         return default

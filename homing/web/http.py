@@ -20,7 +20,8 @@ class JSON(Response):
 
 
 def raw_path(request: Request) -> str:
-    """The request path exactly as sent: no percent-decoding, no slash merging (spec 1.1)."""
+    """The request path exactly as sent, with no percent-decoding and no slash merging: a
+    destination URL in the path must survive intact."""
     raw = request.scope.get("raw_path")
     if raw is None:
         return str(request.scope["path"])
@@ -45,7 +46,7 @@ def path_remainder(request: Request, prefix: str) -> str:
 def split_query(request: Request) -> tuple[str, list[tuple[str, str]]]:
     """(query string for the destination, upstash-* configuration pairs) of a publish.
 
-    The destination keeps every other parameter byte for byte and in order (spec 3); the
+    The destination keeps every other parameter byte for byte and in order; the
     token and `upstash-*` configuration keys are removed.
     """
     raw = bytes(request.scope.get("query_string", b"")).decode("latin-1")

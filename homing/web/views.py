@@ -1,7 +1,7 @@
-"""Domain objects -> the JSON shapes of spec 11. Unset fields are omitted, never null.
+"""Domain objects -> the JSON shapes the QStash SDKs parse. Unset fields are omitted, never null.
 
-Redaction (spec 9.13) is applied here, in every output, and nowhere else: delivery always uses
-the original values.
+Redaction (`Upstash-Redact-Fields`) is applied here, in every output, and nowhere else: delivery
+always uses the original values.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def url_group_json(g: UrlGroup) -> dict[str, Any]:
 
 def _next_fire(s: Schedule, now_ms: int | None) -> int | None:
     """The stored next fire, except that a paused schedule's next trigger time keeps advancing
-    (spec 7.5): the scheduler skips paused schedules, so their stored value goes stale."""
+    (as QStash does): the scheduler skips paused schedules, so their stored value goes stale."""
     if not s.paused or now_ms is None or (s.next_fire_ms is not None and s.next_fire_ms > now_ms):
         return s.next_fire_ms
     try:

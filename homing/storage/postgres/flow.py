@@ -1,4 +1,4 @@
-"""Flow control on PostgreSQL: per-key parallelism and rate, with a FIFO waitlist (spec 9.10).
+"""Flow control on PostgreSQL: per-key parallelism and rate, with a FIFO waitlist.
 
 The same design as `homing.storage.sqlite.flow`, made global: a due message whose key has no
 capacity when it is claimed moves to the key's waitlist (state `waiting`) instead of being

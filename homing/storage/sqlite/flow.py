@@ -1,4 +1,4 @@
-"""Flow control on SQLite: per-key parallelism and rate, with a FIFO waitlist (spec 9.10).
+"""Flow control on SQLite: per-key parallelism and rate, with a FIFO waitlist.
 
 A due message whose key has no capacity when it is claimed moves to the key's waitlist (state
 `waiting`) instead of being claimed, so it is not looked at again until capacity returns: when

@@ -1,4 +1,4 @@
--- Schedules (spec 7) and flow-control keys (spec 9.10).
+-- Schedules and flow-control keys.
 
 CREATE TABLE schedules (
     account_id       TEXT NOT NULL,
