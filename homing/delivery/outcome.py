@@ -2,11 +2,11 @@
 
 Pure policy (which answers count as delivered, when to retry, callbacks and failure callbacks):
 the engine hands in the message and the response and storage records the returned
-`AttemptOutcome` as it is. The outcome spells out everything that recording writes (`Effect`: the message's new state, its times, its DLQ entry, the log entries,
-the new messages), in two branches: as decided, and what happens instead when the message was
-canceled while the attempt was in flight (a cancel cannot be seen before the attempt ends,
-since it arrives on another request). Storage reads the message's cancel flag and records one
-branch; it decides nothing.
+`AttemptOutcome` as it is. The outcome spells out everything that recording writes (`Effect`:
+the message's new state, its times, its DLQ entry, the log entries, the new messages), in two
+branches: as decided, and what happens instead when the message was canceled while the attempt
+was in flight (a cancel cannot be seen before the attempt ends, since it arrives on another
+request). Storage reads the message's cancel flag and records one branch; it decides nothing.
 """
 
 from __future__ import annotations
