@@ -7,6 +7,7 @@ engine and never queried, so one column beats a dozen.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +26,17 @@ from homing.models import (
     ScheduleState,
 )
 from homing.publish import Endpoint
+
+
+def hash_token(token: str) -> str:
+    """What is stored of a token: its SHA-256, never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_id(digest: str) -> str:
+    """A token's public id (shown by `homing tokens list`, used to revoke it): from its hash,
+    so the same token has the same id on every node and backend."""
+    return "tok_" + digest[:16]
 
 
 def _callback_doc(cb: CallbackSpec | None) -> dict[str, Any] | None:

@@ -6,18 +6,14 @@ or a single atomic statement, so doing it twice, or at once, leaves one account 
 
 from __future__ import annotations
 
-import hashlib
-
 import asyncpg  # type: ignore[import-untyped]
 
 from homing.errors import InvalidRequest, StorageUnavailable
 from homing.models import Principal, SigningKeys, TokenInfo
+from homing.storage import codec
+from homing.storage.codec import hash_token
 from homing.storage.postgres.messages import Q
 from homing.storage.postgres.pool import Conn, Database
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class AccountStore:
@@ -40,7 +36,8 @@ class AccountStore:
                 await conn.execute(Q["reset_keys"], account_id, keys.current, keys.next)
             if token is not None:
                 digest = hash_token(token)
-                await conn.execute(Q["put_token"], "tok_" + digest[:16], account_id, digest, now_ms)
+                token_id = codec.token_id(digest)
+                await conn.execute(Q["put_token"], token_id, account_id, digest, now_ms)
 
         await self._db.run(run)
 
@@ -75,7 +72,7 @@ class AccountStore:
         new_keys: SigningKeys,
     ) -> TokenInfo:
         digest = hash_token(token)
-        token_id = "tok_" + digest[:16]
+        token_id = codec.token_id(digest)
         taken = InvalidRequest(f"a token named {name!r} already exists")
 
         async def run(conn: Conn) -> TokenInfo:

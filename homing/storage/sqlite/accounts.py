@@ -6,16 +6,13 @@ the event-loop thread (`Core._read_now`): an indexed lookup, a few microseconds.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 
 from homing.errors import InvalidRequest, StorageUnavailable
 from homing.models import Principal, SigningKeys, TokenInfo
+from homing.storage import codec
+from homing.storage.codec import hash_token
 from homing.storage.sqlite.core import Core, Q
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class AccountStore(Core):
@@ -36,7 +33,7 @@ class AccountStore(Core):
                 conn.execute(Q["reset_keys"], (keys.current, keys.next, account_id))
             if token is not None:
                 digest = hash_token(token)
-                conn.execute(Q["put_token"], ("tok_" + digest[:16], account_id, digest, now_ms))
+                conn.execute(Q["put_token"], (codec.token_id(digest), account_id, digest, now_ms))
 
         await self._writer.call(run)
 
@@ -75,7 +72,7 @@ class AccountStore(Core):
         new_keys: SigningKeys,
     ) -> TokenInfo:
         digest = hash_token(token)
-        token_id = "tok_" + digest[:16]
+        token_id = codec.token_id(digest)
 
         def run(conn: sqlite3.Connection) -> TokenInfo:
             if name is not None and conn.execute(Q["token_name_taken"], (name,)).fetchone():
