@@ -114,6 +114,7 @@ class DeliverySpec:
     redact: Redaction = Redaction()
     trace: dict[str, str] = field(default_factory=dict)  # W3C traceparent / tracestate
     kind: MessageKind = MessageKind.MESSAGE
+    workflow: WorkflowTag | None = None  # set on the messages of an Upstash Workflow run
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,3 +371,143 @@ class FlowKeyInfo:
     paused: bool
     pinned_parallelism: bool
     pinned_rate: bool
+
+
+# -- workflow runs ----------------------------------------------------------------------------
+
+
+class RunState(enum.StrEnum):
+    """Where an Upstash Workflow run is, spelled as the workflow logs API reports it.
+
+    STARTED is the only non-final state: a run ends exactly once, in one of the other three.
+    """
+
+    STARTED = "RUN_STARTED"
+    SUCCESS = "RUN_SUCCESS"
+    FAILED = "RUN_FAILED"
+    CANCELED = "RUN_CANCELED"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not RunState.STARTED
+
+
+class CallType(enum.StrEnum):
+    """What a message of a run is (`Upstash-Workflow-CallType`); unknown types are kept as
+    text in the step list, so this names only those Homing treats differently."""
+
+    STEP = "step"
+    TO_CALLBACK = "toCallback"
+    FROM_CALLBACK = "fromCallback"
+    FAILURE_CALL = "failureCall"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowTag:
+    """What a message knows of the run it belongs to (kept in its delivery spec)."""
+
+    run_id: str
+    created_ms: int  # the run's creation time (`Upstash-Workflow-CreatedAt`)
+    call_type: str = CallType.STEP.value
+    init: bool = False  # the run's init message (WF_DetectTrigger applies to its delivery)
+    detect_trigger: bool = False
+    # Delivered with the run's step list as body (steps to the workflow URL); callbacks and
+    # calls to third parties carry their own body.
+    step_list: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """What the init message configured for the whole run (`WF_TriggerOnConfig`)."""
+
+    headers: Headers = field(default_factory=dict)  # run headers: re-attached to deliveries
+    features: tuple[str, ...] = ()
+    retries: int | None = None
+    retry_delay: str | None = None
+    flow: FlowControl | None = None
+    failure_callback: CallbackSpec | None = None
+    redact: Redaction = Redaction()
+
+
+@dataclass(frozen=True, slots=True)
+class RunStep:
+    """One entry of a run's step list: a message of the run, in the order it was accepted."""
+
+    position: int  # 0 is the init message (its body is the initial payload)
+    message_id: str
+    call_type: str
+    body: bytes
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run decided by policy code, stored together with its init message."""
+
+    account_id: str
+    run_id: str
+    url: str
+    created_ms: int
+    payload: bytes
+    init_message_id: str
+    config: RunConfig = RunConfig()
+    labels: tuple[str, ...] = ()
+    caller_ip: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunAppend:
+    """A message of an existing run, to be stored and (when `listed`) appended to its step
+    list. `step_key` identifies the step a result stands for (pure: `workflow.steps`); a
+    second message with the same key is accepted but neither stored nor appended."""
+
+    message: NewMessage
+    call_type: str
+    step_key: str | None = None
+    listed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A stored workflow run."""
+
+    account_id: str
+    run_id: str
+    url: str
+    state: RunState
+    created_ms: int
+    payload: bytes
+    init_message_id: str
+    config: RunConfig = RunConfig()
+    labels: tuple[str, ...] = ()
+    caller_ip: str = ""
+    ended_ms: int | None = None
+    result: bytes | None = None  # the body of the successful run end (`workflowRunResponse`)
+    failure: str | None = None  # why the run failed, as text
+    step_count: int = 0  # entries in the step list, the init included
+    steps: tuple[RunStep, ...] = ()  # filled by get_run; list_runs leaves it empty
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a listing or a bulk cancel covers. Values of one field are OR-ed."""
+
+    run_ids: tuple[str, ...] = ()
+    url: str | None = None
+    url_exact: bool = False  # else `url` is a prefix
+    states: tuple[RunState, ...] = ()
+    labels: tuple[str, ...] = ()
+    caller_ips: tuple[str, ...] = ()
+    flow_control_keys: tuple[str, ...] = ()
+    from_ms: int | None = None
+    to_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """What ending a run did: `changed` only for the call that made the transition."""
+
+    found: bool
+    state: RunState | None  # the state after the call
+    changed: bool
+    message_ids: tuple[str, ...] = ()  # the run's messages, for cancelling those pending

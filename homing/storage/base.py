@@ -28,8 +28,15 @@ from homing.models import (
     Message,
     MessageFilter,
     NewMessage,
+    NewRun,
     Page,
     Principal,
+    Run,
+    RunAppend,
+    RunEnd,
+    RunFilter,
+    RunState,
+    RunStep,
     Schedule,
     SigningKeys,
     TokenInfo,
@@ -441,6 +448,68 @@ class Storage(abc.ABC):
         self, account_id: str | None, *, since_ms: int, limit: int
     ) -> list[int]:
         """Milliseconds from due (not-before) to delivered, for up to `limit` recent deliveries."""
+
+    # -- workflow runs ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def start_run(
+        self, run: NewRun, init: NewMessage, *, now_ms: int, dedup_window_ms: int
+    ) -> InsertResult:
+        """Create a run with its init message (step list position 0, body = the initial
+        payload) in one transaction; durable on return. While the account has an active
+        (RUN_STARTED) run of the same id, nothing is stored and the result names that run's
+        init message with `deduplicated=True`, on every node at once."""
+
+    @abc.abstractmethod
+    async def append_to_run(
+        self,
+        account_id: str,
+        run_id: str,
+        items: Sequence[RunAppend],
+        *,
+        now_ms: int,
+        dedup_window_ms: int,
+    ) -> list[InsertResult] | None:
+        """Store messages of the account's active run `run_id`, appending the `listed` ones to
+        its step list in input order, in one transaction that orders appends of the same run
+        (positions follow acceptance on every node). An item whose `step_key` the run already
+        has is neither stored nor appended: its result names the original message, with
+        `deduplicated=True`. None (nothing stored) when the run is unknown or final."""
+
+    @abc.abstractmethod
+    async def run_steps(
+        self, account_id: str, run_id: str, *, upto_message_id: str | None
+    ) -> list[RunStep] | None:
+        """The step list of the account's active run, in order, up to and including the entry
+        of `upto_message_id` (all of it when None, or when that message is not listed). None
+        when there is no active run of that id."""
+
+    @abc.abstractmethod
+    async def get_run(self, account_id: str, run_id: str) -> Run | None:
+        """The account's latest run of this id, with its whole step list."""
+
+    @abc.abstractmethod
+    async def list_runs(
+        self, account_id: str, *, filter: RunFilter, cursor: str | None, count: int
+    ) -> Page[Run]:
+        """Runs matching `filter`, newest first, `count` per page (without their steps);
+        the page's cursor continues after its last run, None on the last page."""
+
+    @abc.abstractmethod
+    async def end_run(
+        self,
+        account_id: str,
+        run_id: str,
+        *,
+        state: RunState,
+        now_ms: int,
+        result: bytes | None = None,
+        failure: str | None = None,
+    ) -> RunEnd:
+        """End the account's active run of this id in `state` (final), once: of concurrent
+        calls on any nodes, exactly one sees `changed=True`. Without an active run, reports
+        the latest run's state unchanged (`found=False` when the id never ran). The result
+        lists the run's message ids, for the caller to cancel those still pending."""
 
     # -- housekeeping -----------------------------------------------------------------------
 

@@ -22,8 +22,13 @@ from homing.models import (
     MessageState,
     Redaction,
     Response,
+    Run,
+    RunConfig,
+    RunState,
+    RunStep,
     Schedule,
     ScheduleState,
+    WorkflowTag,
 )
 from homing.publish import Endpoint
 
@@ -73,7 +78,17 @@ def encode_spec(spec: DeliverySpec) -> bytes:
         doc["tr"] = spec.trace
     if spec.kind is not MessageKind.MESSAGE:
         doc["k"] = spec.kind.value
+    if spec.workflow is not None:
+        doc["wf"] = _workflow_doc(spec.workflow)
     return orjson.dumps(doc)
+
+
+def _workflow_doc(tag: WorkflowTag) -> list[Any]:
+    return [tag.run_id, tag.created_ms, tag.call_type, tag.init, tag.detect_trigger, tag.step_list]
+
+
+def _workflow(doc: list[Any] | None) -> WorkflowTag | None:
+    return None if doc is None else WorkflowTag(*doc)
 
 
 def decode_spec(raw: bytes | str) -> DeliverySpec:
@@ -90,6 +105,7 @@ def decode_spec(raw: bytes | str) -> DeliverySpec:
         redact=Redaction(red[0], red[1], frozenset(red[2])) if red else Redaction(),
         trace=doc.get("tr") or {},
         kind=MessageKind(doc.get("k", "message")),
+        workflow=_workflow(doc.get("wf")),
     )
 
 
@@ -199,3 +215,67 @@ def decode_schedule(row: Sequence[Any], last_states: dict[str, ScheduleState]) -
         error=row[17],
         version=row[18],
     )
+
+
+def encode_run_config(config: RunConfig) -> bytes:
+    doc: dict[str, Any] = {"h": config.headers, "f": list(config.features)}
+    if config.retries is not None:
+        doc["r"] = config.retries
+    if config.retry_delay is not None:
+        doc["rd"] = config.retry_delay
+    if config.flow is not None:
+        doc["fl"] = [
+            config.flow.key,
+            config.flow.parallelism,
+            config.flow.rate,
+            config.flow.period_s,
+        ]
+    if config.failure_callback is not None:
+        doc["fcb"] = _callback_doc(config.failure_callback)
+    if config.redact.any:
+        red = config.redact
+        doc["red"] = [red.body, red.all_headers, sorted(red.header_names)]
+    return orjson.dumps(doc)
+
+
+def decode_run_config(raw: bytes | str) -> RunConfig:
+    doc = orjson.loads(raw)
+    red = doc.get("red")
+    flow = doc.get("fl")
+    return RunConfig(
+        headers=doc["h"],
+        features=tuple(doc["f"]),
+        retries=doc.get("r"),
+        retry_delay=doc.get("rd"),
+        flow=FlowControl(flow[0], flow[1], flow[2], flow[3]) if flow else None,
+        failure_callback=_callback(doc.get("fcb")),
+        redact=Redaction(red[0], red[1], frozenset(red[2])) if red else Redaction(),
+    )
+
+
+def decode_run(row: Sequence[Any], steps: tuple[RunStep, ...] = ()) -> Run:
+    """A run from a row of the columns both backends select, in this order: seq, account_id,
+    run_id, url, state, created_ms, ended_ms, payload, init_message_id, config, labels,
+    caller_ip, result, failure, step_count."""
+    return Run(
+        account_id=row[1],
+        run_id=row[2],
+        url=row[3],
+        state=RunState(row[4]),
+        created_ms=row[5],
+        ended_ms=row[6],
+        payload=bytes(row[7]),
+        init_message_id=row[8],
+        config=decode_run_config(row[9]),
+        labels=decode_labels(row[10]),
+        caller_ip=row[11],
+        result=None if row[12] is None else bytes(row[12]),
+        failure=row[13],
+        step_count=row[14],
+        steps=steps,
+    )
+
+
+def decode_step(row: Sequence[Any]) -> RunStep:
+    """A step-list entry from (position, message_id, call_type, body, created_ms)."""
+    return RunStep(row[0], row[1], row[2], bytes(row[3]), row[4])

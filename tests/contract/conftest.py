@@ -91,7 +91,7 @@ StorageFactory = Callable[[], Awaitable[Storage]]
 # Every table a test may write; emptied before each test that reuses a schema.
 _TABLES = (
     "tokens", "accounts", "messages", "dedup", "events", "queues", "url_groups", "schedules",
-    "schedule_fires", "flow_keys",
+    "schedule_fires", "flow_keys", "workflow_runs", "workflow_steps",
 )  # fmt: skip
 
 

@@ -34,6 +34,7 @@ CONCERNS = {
     "schedules": "ScheduleStore",
     "flow": "FlowControlStore",
     "stats": "StatsStore",
+    "workflows": "WorkflowStore",
 }
 BACKENDS = {"sqlite": "SqliteStorage", "postgres": "PostgresStorage"}
 # What the backend class implements itself: opening, closing and checking the store, and the

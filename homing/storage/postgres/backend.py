@@ -39,6 +39,7 @@ from homing.storage.postgres.queues import QueueStore
 from homing.storage.postgres.schedules import ScheduleStore
 from homing.storage.postgres.stats import StatsStore
 from homing.storage.postgres.url_groups import UrlGroupStore
+from homing.storage.postgres.workflows import WorkflowStore
 from homing.storage.queries import load_migrations
 
 MIGRATIONS = load_migrations("homing.storage.postgres")
@@ -53,6 +54,7 @@ class PostgresStorage(
     ScheduleStore,
     FlowControlStore,
     StatsStore,
+    WorkflowStore,
     Storage,
 ):
     single_node = False

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homing.models import MessageFilter
+from homing.models import MessageFilter, RunFilter
 
 # Columns a filter field may name: the only identifiers that ever reach the SQL text.
 _TEXT_FIELDS = (
@@ -68,4 +68,30 @@ def message_where(
         out.append(f"{time_column} >= {params.add(f.from_ms)}::bigint")
     if f.to_ms is not None:
         out.append(f"{time_column} <= {params.add(f.to_ms)}::bigint")
+    return out
+
+
+def run_where(f: RunFilter, params: Params) -> list[str]:
+    """`RunFilter` -> conditions over `workflow_runs` aliased `r` ([] when the filter is empty)."""
+    out: list[str] = []
+    for values, column in (
+        (f.run_ids, "r.run_id"),
+        (tuple(s.value for s in f.states), "r.state"),
+        (f.caller_ips, "r.caller_ip"),
+        (f.flow_control_keys, "r.flow_key"),
+    ):
+        if values:
+            out.append(f"{column} = ANY({params.add(list(values))}::text[])")
+    if f.url is not None:
+        if f.url_exact:
+            out.append(f"r.url = {params.add(f.url)}::text")
+        else:
+            url = params.add(f.url)
+            out.append(f"left(r.url, length({url}::text)) = {url}::text")
+    if f.labels:
+        out.append(f"r.labels ?| {params.add(list(f.labels))}::text[]")
+    if f.from_ms is not None:
+        out.append(f"r.created_ms >= {params.add(f.from_ms)}::bigint")
+    if f.to_ms is not None:
+        out.append(f"r.created_ms <= {params.add(f.to_ms)}::bigint")
     return out

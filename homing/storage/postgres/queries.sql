@@ -771,3 +771,63 @@ FROM events e JOIN messages m ON m.id = e.message_id
 WHERE e.account_id = $1 {filters}
 ORDER BY e.id {order}
 LIMIT {limit}
+
+-- == workflow runs (workflows.py) ===========================================================
+
+-- name: run_active
+SELECT seq, init_message_id, step_count FROM workflow_runs
+WHERE account_id = $1 AND run_id = $2 AND state = 'RUN_STARTED'
+FOR UPDATE
+
+-- name: insert_run
+INSERT INTO workflow_runs (account_id, run_id, url, state, created_ms, payload, init_message_id,
+                           config, labels, flow_key, caller_ip, step_count)
+VALUES ($1, $2, $3, 'RUN_STARTED', $4, $5, $6, $7, $8::jsonb, $9, $10, 0)
+ON CONFLICT (account_id, run_id) WHERE state = 'RUN_STARTED' DO NOTHING
+RETURNING seq
+
+-- name: insert_step
+INSERT INTO workflow_steps (run_seq, position, message_id, call_type, step_key, body, created_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+
+-- name: set_step_count
+UPDATE workflow_runs SET step_count = $1 WHERE seq = $2
+
+-- name: step_by_key
+SELECT message_id FROM workflow_steps WHERE run_seq = $1 AND step_key = $2
+
+-- name: step_position
+SELECT position FROM workflow_steps WHERE run_seq = $1 AND message_id = $2
+
+-- name: run_steps
+SELECT position, message_id, call_type, body, created_ms FROM workflow_steps
+WHERE run_seq = $1 AND position <= $2
+ORDER BY position
+
+-- name: latest_run
+SELECT r.seq, r.account_id, r.run_id, r.url, r.state, r.created_ms, r.ended_ms, r.payload,
+       r.init_message_id, r.config, r.labels::text, r.caller_ip, r.result, r.failure, r.step_count
+FROM workflow_runs r
+WHERE r.account_id = $1 AND r.run_id = $2
+ORDER BY r.seq DESC LIMIT 1
+
+-- name: list_runs
+SELECT r.seq, r.account_id, r.run_id, r.url, r.state, r.created_ms, r.ended_ms, r.payload,
+       r.init_message_id, r.config, r.labels::text, r.caller_ip, r.result, r.failure, r.step_count
+FROM workflow_runs r
+WHERE r.account_id = $1 AND r.seq < $2 {filters}
+ORDER BY r.seq DESC
+LIMIT {limit}
+
+-- name: lock_latest_run
+SELECT seq, state FROM workflow_runs
+WHERE account_id = $1 AND run_id = $2
+ORDER BY seq DESC LIMIT 1
+FOR UPDATE
+
+-- name: end_run
+UPDATE workflow_runs SET state = $1, ended_ms = $2, result = $3, failure = $4
+WHERE seq = $5 AND state = 'RUN_STARTED'
+
+-- name: run_message_ids
+SELECT message_id FROM workflow_steps WHERE run_seq = $1 ORDER BY position

@@ -31,6 +31,7 @@ from homing.storage.sqlite.queues import QueueStore
 from homing.storage.sqlite.schedules import ScheduleStore
 from homing.storage.sqlite.stats import StatsStore
 from homing.storage.sqlite.url_groups import UrlGroupStore
+from homing.storage.sqlite.workflows import WorkflowStore
 
 
 class SqliteStorage(
@@ -42,6 +43,7 @@ class SqliteStorage(
     ScheduleStore,
     FlowControlStore,
     StatsStore,
+    WorkflowStore,
     Storage,
 ):
     single_node = True

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homing.models import MessageFilter
+from homing.models import MessageFilter, RunFilter
 
 
 def _in(column: str, values: tuple[Any, ...], out: list[str], params: list[Any]) -> None:
@@ -58,3 +58,33 @@ def message_where(
 def compose(template: str, where: str, **slots: str) -> str:
     """A named query with its `{filters}` slot filled by `where` (AND-ed to its conditions)."""
     return template.format(filters=f" AND {where}" if where else "", **slots)
+
+
+def run_where(f: RunFilter) -> tuple[str, list[Any]]:
+    """`RunFilter` -> conditions over `workflow_runs` aliased `r` ('' when the filter is empty)."""
+    out: list[str] = []
+    params: list[Any] = []
+    _in("r.run_id", f.run_ids, out, params)
+    _in("r.state", tuple(s.value for s in f.states), out, params)
+    _in("r.caller_ip", f.caller_ips, out, params)
+    _in("r.flow_key", f.flow_control_keys, out, params)
+    if f.url is not None:
+        if f.url_exact:
+            out.append("r.url = ?")
+            params.append(f.url)
+        else:
+            out.append("substr(r.url, 1, ?) = ?")
+            params.extend((len(f.url), f.url))
+    if f.labels:
+        out.append(
+            "EXISTS (SELECT 1 FROM json_each(r.labels) l WHERE l.value IN "
+            f"({','.join('?' * len(f.labels))}))"
+        )
+        params.extend(f.labels)
+    if f.from_ms is not None:
+        out.append("r.created_ms >= ?")
+        params.append(f.from_ms)
+    if f.to_ms is not None:
+        out.append("r.created_ms <= ?")
+        params.append(f.to_ms)
+    return (" AND ".join(out), params)

@@ -432,3 +432,60 @@ SELECT coalesce(max(version), 0) FROM homing_schema_version
 
 -- name: backup_message_count
 SELECT count(*) FROM messages
+
+-- == workflow runs (workflows.py) ===========================================================
+
+-- name: run_active
+SELECT seq, init_message_id, step_count FROM workflow_runs
+WHERE account_id = ? AND run_id = ? AND state = 'RUN_STARTED'
+
+-- name: insert_run
+INSERT INTO workflow_runs (account_id, run_id, url, state, created_ms, payload, init_message_id,
+                           config, labels, flow_key, caller_ip, step_count)
+VALUES (?, ?, ?, 'RUN_STARTED', ?, ?, ?, ?, ?, ?, ?, 0)
+RETURNING seq
+
+-- name: insert_step
+INSERT INTO workflow_steps (run_seq, position, message_id, call_type, step_key, body, created_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+
+-- name: set_step_count
+UPDATE workflow_runs SET step_count = ? WHERE seq = ?
+
+-- name: step_by_key
+SELECT message_id FROM workflow_steps WHERE run_seq = ? AND step_key = ?
+
+-- name: step_position
+SELECT position FROM workflow_steps WHERE run_seq = ? AND message_id = ?
+
+-- name: run_steps
+SELECT position, message_id, call_type, body, created_ms FROM workflow_steps
+WHERE run_seq = ? AND position <= ?
+ORDER BY position
+
+-- name: latest_run
+SELECT r.seq, r.account_id, r.run_id, r.url, r.state, r.created_ms, r.ended_ms, r.payload,
+       r.init_message_id, r.config, r.labels, r.caller_ip, r.result, r.failure, r.step_count
+FROM workflow_runs r
+WHERE r.account_id = ? AND r.run_id = ?
+ORDER BY r.seq DESC LIMIT 1
+
+-- name: list_runs
+SELECT r.seq, r.account_id, r.run_id, r.url, r.state, r.created_ms, r.ended_ms, r.payload,
+       r.init_message_id, r.config, r.labels, r.caller_ip, r.result, r.failure, r.step_count
+FROM workflow_runs r
+WHERE r.account_id = ? AND r.seq < ? {filters}
+ORDER BY r.seq DESC
+LIMIT ?
+
+-- name: end_run
+UPDATE workflow_runs SET state = ?, ended_ms = ?, result = ?, failure = ?
+WHERE seq = ? AND state = 'RUN_STARTED'
+
+-- name: run_message_ids
+SELECT message_id FROM workflow_steps WHERE run_seq = ? ORDER BY position
+
+-- name: lock_latest_run
+SELECT seq, state FROM workflow_runs
+WHERE account_id = ? AND run_id = ?
+ORDER BY seq DESC LIMIT 1
