@@ -112,17 +112,27 @@ def _check_value(name: str, value: str) -> None:
         )
 
 
-def _forwarded_name(raw: str, source: str) -> str:
-    """Validate the name of a header to be sent on delivery; returns it canonical."""
+# Names Homing sets itself on the deliveries of a workflow run: a forwarded copy is dropped, so
+# that the server's value is the only one (two run ids or signatures break the SDKs).
+SERVER_SET_WORKFLOW_HEADERS = frozenset({"upstash-workflow-runid", "upstash-workflow-createdat"})
+
+
+def _forwarded_name(raw: str, source: str) -> str | None:
+    """Validate the name of a header to be sent on delivery; returns it canonical, or None for
+    a name Homing drops silently.
+
+    The workflow SDKs forward every header of the request they received (`Host`,
+    `Content-Length`, `Upstash-Signature`, ...), as the hosted service accepts: connection-level
+    and framing headers and the ones Homing sets on delivery are dropped, never refused."""
     if not _TOKEN.fullmatch(raw):
         raise InvalidRequest(f"invalid header name in {source!r}")
     lowered = raw.lower()
-    if lowered in RESERVED_DELIVERY_HEADERS:
-        raise InvalidRequest(
-            f"{source!r} would forward {canonical(raw)!r}, which Homing sets itself on delivery"
-        )
-    if lowered in HOP_BY_HOP:
-        raise InvalidRequest(f"{source!r} names a connection-level header that cannot be forwarded")
+    if (
+        lowered in RESERVED_DELIVERY_HEADERS
+        or lowered in HOP_BY_HOP
+        or lowered in SERVER_SET_WORKFLOW_HEADERS
+    ):
+        return None
     return canonical(raw)
 
 
@@ -193,28 +203,45 @@ class _Config:
         return found[0] if found else None
 
 
+def _is_control(rest: str) -> bool:
+    """A name under a callback prefix that configures the callback message itself (workflow
+    control headers, or the callback's own failure callback), never a forwarded header."""
+    return (
+        rest.startswith(("workflow-", "failure-callback"))
+        or rest == "feature-set"
+        or (rest.startswith("flow-control-"))
+    )
+
+
 def _callback(cfg: _Config, prefix: str, label: str, limits: Limits) -> CallbackSpec | None:
     """The callback (prefix `upstash-callback`) or failure callback of a message."""
     if not any(name.startswith(prefix) for name in cfg.values):
         return None  # the common case: no header of this callback at all
     url = cfg.get(prefix)
+    if url is None:
+        # Configuration without a URL: the Python workflow SDK sends a failure-callback group on
+        # every message even when no failure URL is configured; the hosted service ignores it.
+        return None
     headers: Headers = {}
+    control: dict[str, str] = {}
     for name, value in cfg.order:
         low = name.lower()
         if not low.startswith(prefix + "-"):
             continue
         rest = name[len(prefix) + 1 :]
-        if rest.lower() in _CALLBACK_CONFIG:
+        lowered = rest.lower()
+        if lowered in _CALLBACK_CONFIG:
             continue
-        if rest.lower().startswith("forward-"):
+        _check_value(name, value)
+        if _is_control(lowered):
+            # `Upstash-Callback-Workflow-RunId` is `Upstash-Workflow-RunId` of the callback.
+            control.setdefault("upstash-" + lowered, value)
+            continue
+        if lowered.startswith("forward-"):
             rest = rest[len("forward-") :]
         fwd = _forwarded_name(rest, name)
-        _check_value(name, value)
-        headers.setdefault(fwd, []).append(value)
-    if url is None:
-        if headers:
-            raise InvalidRequest(f"{label} headers were given without {canonical(prefix)}")
-        return None
+        if fwd is not None:
+            headers.setdefault(fwd, []).append(value)
     url = url.strip()
     if not re.match(r"(?i)https?://[^/\s]+", url):
         raise InvalidRequest(f"{canonical(prefix)} must be an absolute http(s) URL, got {url!r}")
@@ -242,6 +269,7 @@ def _callback(cfg: _Config, prefix: str, label: str, limits: Limits) -> Callback
         if timeout is None
         else min(parse_duration_s(timeout, what=f"{label} timeout"), limits.max_timeout_s),
         delay_s=delay_s,
+        control=control,
     )
 
 
@@ -285,6 +313,8 @@ def parse_options(
         elif low.startswith("upstash-forward-"):
             target = _forwarded_name(name[len("upstash-forward-") :], name)
             _check_value(name, value)
+            if target is None:
+                continue
             if target == "Content-Type":
                 content_type = value  # the forwarded form wins over a plain Content-Type
             else:

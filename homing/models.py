@@ -73,6 +73,10 @@ class CallbackSpec:
     retry_delay: str | None = None
     timeout_s: int | None = None
     delay_s: int | None = None
+    # Workflow control of the callback message (`Upstash-Callback-Workflow-RunId` as
+    # `upstash-workflow-runid`, ...): it makes the callback a message of the run.
+    control: dict[str, str] = field(default_factory=dict)
+    workflow: WorkflowTag | None = None  # set when the callback belongs to a run
 
 
 @dataclass(frozen=True, slots=True)

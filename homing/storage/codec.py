@@ -47,7 +47,7 @@ def token_id(digest: str) -> str:
 def _callback_doc(cb: CallbackSpec | None) -> dict[str, Any] | None:
     if cb is None:
         return None
-    return {
+    doc = {
         "url": cb.url,
         "headers": cb.headers,
         "method": cb.method,
@@ -56,10 +56,18 @@ def _callback_doc(cb: CallbackSpec | None) -> dict[str, Any] | None:
         "timeout_s": cb.timeout_s,
         "delay_s": cb.delay_s,
     }
+    if cb.control:
+        doc["control"] = cb.control
+    if cb.workflow is not None:
+        doc["workflow"] = _workflow_doc(cb.workflow)
+    return doc
 
 
 def _callback(doc: dict[str, Any] | None) -> CallbackSpec | None:
-    return None if doc is None else CallbackSpec(**doc)
+    if doc is None:
+        return None
+    workflow = doc.pop("workflow", None)
+    return CallbackSpec(**doc, workflow=_workflow(workflow))
 
 
 def encode_spec(spec: DeliverySpec) -> bytes:

@@ -107,10 +107,51 @@ def test_trace_context_travels_outside_the_headers() -> None:
         "Proxy-Authorization",
     ],
 )  # fmt: skip
-def test_forwarding_headers_homing_controls_is_refused(name: str) -> None:
-    refused((f"Upstash-Forward-{name}", "x"))
-    refused(("Upstash-Callback", CB), (f"Upstash-Callback-Forward-{name}", "x"))
-    refused(("Upstash-Failure-Callback", CB), (f"Upstash-Failure-Callback-{name}", "x"))
+def test_forwarded_headers_homing_controls_are_dropped_silently(name: str) -> None:
+    # The workflow SDKs forward every header they received; the hosted service accepts them.
+    o = parse((f"Upstash-Forward-{name}", "x"), ("Upstash-Forward-X-Kept", "k"))
+    assert o.headers == {"X-Kept": ["k"]}
+    o = parse(("Upstash-Callback", CB), (f"Upstash-Callback-Forward-{name}", "x"))
+    assert o.callback is not None and o.callback.headers == {}
+    o = parse(("Upstash-Failure-Callback", CB), (f"Upstash-Failure-Callback-{name}", "x"))
+    assert o.failure_callback is not None and o.failure_callback.headers == {}
+
+
+def test_forwarded_workflow_run_id_and_created_at_are_dropped_other_workflow_names_kept() -> None:
+    o = parse(
+        ("Upstash-Forward-Upstash-Workflow-RunId", "wfr_forged"),
+        ("Upstash-Forward-Upstash-Workflow-CreatedAt", "1"),
+        ("Upstash-Forward-Upstash-Workflow-Sdk-Version", "1"),
+    )
+    assert o.headers == {"Upstash-Workflow-Sdk-Version": ["1"]}
+
+
+def test_callback_configuration_without_its_url_is_ignored() -> None:
+    o = parse(
+        ("Upstash-Failure-Callback-Forward-X-User", "u"),
+        ("Upstash-Failure-Callback-Retries", "3"),
+        ("Upstash-Callback-Workflow-RunId", "wfr_1"),
+    )
+    assert (o.callback, o.failure_callback) == (None, None)
+
+
+def test_workflow_headers_of_a_callback_configure_it_and_are_not_forwarded() -> None:
+    o = parse(
+        ("Upstash-Callback", CB),
+        ("Upstash-Callback-Workflow-RunId", "wfr_1"),
+        ("Upstash-Callback-Workflow-CallType", "fromCallback"),
+        ("Upstash-Callback-Feature-Set", "LazyFetch,InitialBody"),
+        ("Upstash-Callback-Failure-Callback-Forward-X", "f"),
+        ("Upstash-Callback-Forward-Upstash-Workflow-StepId", "1"),
+    )
+    assert o.callback is not None
+    assert o.callback.headers == {"Upstash-Workflow-Stepid": ["1"]}
+    assert o.callback.control == {
+        "upstash-workflow-runid": "wfr_1",
+        "upstash-workflow-calltype": "fromCallback",
+        "upstash-feature-set": "LazyFetch,InitialBody",
+        "upstash-failure-callback-forward-x": "f",
+    }
 
 
 def test_other_upstash_names_may_be_forwarded() -> None:
