@@ -47,7 +47,7 @@ def token_id(digest: str) -> str:
 def _callback_doc(cb: CallbackSpec | None) -> dict[str, Any] | None:
     if cb is None:
         return None
-    doc = {
+    doc: dict[str, Any] = {
         "url": cb.url,
         "headers": cb.headers,
         "method": cb.method,
