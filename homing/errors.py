@@ -7,7 +7,9 @@
     ├── ReadOnlyToken              403  a read-only token tried to change something
     ├── NotFound                   404  the named resource does not exist (for this account)
     ├── QuotaExceeded              412  a configured maximum would be exceeded
+    ├── PreconditionFailed         412  a workflow message Homing cannot take (fails the run)
     ├── PayloadTooLarge            413  the body is larger than the configured maximum
+    ├── NotImplementedYet          501  an endpoint of a feature Homing does not have yet
     └── StorageUnavailable         503  the store cannot be reached right now
         └── StorageFull            507  the disk holding the store is full
 
@@ -63,6 +65,20 @@ class QuotaExceeded(HomingError):
     """Quota exceeded."""
 
     status_code = 412
+
+
+class PreconditionFailed(HomingError):
+    """The request cannot be taken."""
+
+    # A 400 on a publish inside a workflow run makes the JS SDK stop the run quietly, as if it
+    # had ended; a 412 makes it fail the run visibly, with this message.
+    status_code = 412
+
+
+class NotImplementedYet(HomingError):
+    """Not implemented by Homing yet."""
+
+    status_code = 501
 
 
 class PayloadTooLarge(HomingError):

@@ -82,6 +82,17 @@ class Metrics:
         self.commit_publish = self.commit.labels("publish")
         self.commit_outcomes = self.commit.labels("outcomes")
         self.schedule_fires = Counter("homing_schedule_fires", "Schedule fires", registry=r)
+        self.workflow_runs = Counter(
+            "homing_workflow_runs",
+            "Upstash Workflow runs by event (started, succeeded, failed, canceled)",
+            ["event"],
+            registry=r,
+        )
+        self.workflow_steps_delivered = Counter(
+            "homing_workflow_steps_delivered",
+            "Deliveries of workflow steps (the step list) to workflow endpoints",
+            registry=r,
+        )
         self.task_failures = Counter(
             "homing_task_failures",
             "Failed runs of background tasks (engine.renew, engine.reap, engine.purge, scheduler)",
@@ -103,6 +114,11 @@ class Metrics:
         self.queue_paused = Gauge(
             "homing_queue_paused", "1 when the queue is paused", ["account", "queue"], registry=r
         )
+
+    def record_run(self, event: str, count: int = 1) -> None:
+        """A run started, succeeded, failed or was canceled."""
+        if count:
+            self.workflow_runs.labels(event).inc(count)
 
     def record_publish(self, account: str, urls: list[str]) -> None:
         for url in urls:

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from homing import ids
-from homing.actions import quotas
+from homing.actions import quotas, workflows
 from homing.actions.context import Services
-from homing.errors import InvalidRequest, NotFound
+from homing.errors import InvalidRequest, NotFound, PreconditionFailed
 from homing.headers import PublishOptions, parse_options
 from homing.models import InsertResult, NewMessage
 from homing.publish import Destination, Endpoint, build_messages, parse_destination
 from homing.storage.base import Storage
+from homing.workflow import control as workflow_control
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +73,29 @@ class Published:
 class _Prepared:
     messages: list[NewMessage]
     is_group: bool
+    run: workflows.RunPlan | None = None  # a message of an Upstash Workflow run
 
 
 async def _prepare(
+    svc: Services, account_id: str, draft: Draft, *, caller: str, now_ms: int
+) -> _Prepared:
+    control = workflow_control.read(draft.headers)
+    if control is None:
+        return await _prepare_plain(svc, account_id, draft, caller=caller, now_ms=now_ms)
+    try:
+        prepared = await _prepare_plain(svc, account_id, draft, caller=caller, now_ms=now_ms)
+        if prepared.is_group:
+            raise InvalidRequest("a workflow message must be published to a URL")
+        options = parse_options(draft.headers, draft.config, limits=svc.settings.limits)
+    except InvalidRequest as exc:
+        # Inside a run, a 400 reads as "the run has ended" to the JS SDK, which then stops
+        # quietly; a limit or a refused call must fail the run visibly instead.
+        raise PreconditionFailed(exc.message) from None
+    plan = await workflows.plan(svc, account_id, control, prepared.messages[0], options)
+    return _Prepared([plan.message], is_group=False, run=plan)
+
+
+async def _prepare_plain(
     svc: Services, account_id: str, draft: Draft, *, caller: str, now_ms: int
 ) -> _Prepared:
     dest = parse_destination(draft.destination)
@@ -137,7 +158,10 @@ async def publish(
     if draft.queue is not None:
         await quotas.check_queues(svc, account_id, [draft.queue])
     prepared = await _prepare(svc, account_id, draft, caller=caller, now_ms=now)
-    results = await _store(svc, account_id, prepared.messages, now)
+    if prepared.run is not None:
+        results = await workflows.store(svc, account_id, [prepared.run], now)
+    else:
+        results = await _store(svc, account_id, prepared.messages, now)
     if draft.queue is not None:
         quotas.remember_queues(svc, account_id, [draft.queue])
     published = Published(prepared.messages, results, prepared.is_group)
@@ -158,13 +182,16 @@ async def publish_batch(
             raise type(exc)(f"batch item {index}: {exc.message}") from None
     named = {m.queue_name for p in prepared for m in p.messages if m.queue_name}
     await quotas.check_queues(svc, account_id, named)
-    results = await _store(svc, account_id, [m for p in prepared for m in p.messages], now)
+    # Workflow messages first: a step of a run that has ended refuses the whole request.
+    plans = [p.run for p in prepared if p.run is not None]
+    run_results = iter(await workflows.store(svc, account_id, plans, now) if plans else [])
+    plain = [m for p in prepared if p.run is None for m in p.messages]
+    results = iter(await _store(svc, account_id, plain, now) if plain else [])
     quotas.remember_queues(svc, account_id, named)
     out: list[Published] = []
-    position = 0
     for p in prepared:
-        mine = results[position : position + len(p.messages)]
-        position += len(p.messages)
+        source = run_results if p.run is not None else results
+        mine = [next(source) for _ in p.messages]
         published = Published(p.messages, mine, p.is_group)
         first = p.messages[0]
         _traced(svc, account_id, published, first.topic_name or first.url, started_ns)

@@ -21,6 +21,7 @@ from homing.api import (
     queues,
     schedules,
     url_groups,
+    workflows,
 )
 from homing.api.errors import client_disconnected, homing_error
 from homing.api.openapi import openapi_document
@@ -108,5 +109,26 @@ ROUTES = [
     Route("/v2/flowControl/{rest:path}", flow_control.get_key, methods=["GET"]),
     Route("/v2/flowControl/{rest:path}", flow_control.act, methods=["POST"]),
     Route("/v2/globalParallelism", flow_control.global_parallelism, methods=["GET"]),
+    Route("/v2/workflows/runs", workflows.cancel_runs, methods=["DELETE"]),
+    Route("/v2/workflows/runs/{run_id}", workflows.get_steps, methods=["GET"]),
+    Route("/v2/workflows/runs/{run_id}", workflows.end_run, methods=["DELETE"]),
+    Route("/v2/wait/{rest:path}", workflows.wait_for_event, methods=["POST"]),
+    Route("/v2/notify/{rest:path}", workflows.notify, methods=["POST"]),
+    Route("/v2/waiters/{rest:path}", workflows.waiters, methods=["GET"]),
+    Route("/v2/workflows/events", workflows.workflow_logs, methods=["GET"]),
+    Route("/v2/workflows/logs", workflows.workflow_logs, methods=["GET"]),
+    Route("/v2/workflows/dlq", workflows.workflow_dlq, methods=["GET", "DELETE"]),
+    Route(
+        "/v2/workflows/dlq/{rest:path}",
+        workflows.workflow_dlq,
+        methods=["GET", "POST", "DELETE"],
+    ),
+    Route("/v2/trigger/{rest:path}", workflows.trigger, methods=["POST"]),
+    Route("/v2/batch/trigger", workflows.trigger, methods=["POST"]),
+    Route(
+        "/v2/workflows/hooks/{rest:path}",
+        workflows.webhooks,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    ),
     Route("/openapi.json", openapi, methods=["GET"]),
 ]

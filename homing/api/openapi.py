@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -270,6 +271,92 @@ _FLOW_PIN = [
     _query(name, {"type": "integer", "minimum": 1}) for name in ("parallelism", "rate")
 ] + [_query("period", {"type": "integer", "minimum": 1, "maximum": 7 * 86400})]
 _FLOW_UNPIN = [_query(name, {"type": "boolean"}) for name in ("parallelism", "rate")]
+
+
+_STEP_LIST = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["messageId", "body", "callType"],
+        "properties": {
+            "messageId": {"type": "string"},
+            "body": {"type": "string", "description": "standard base64, padded"},
+            "callType": {"type": "string"},
+        },
+    },
+}
+_CANCELLED = {
+    "type": "object",
+    "required": ["cancelled"],
+    "properties": {"cancelled": {"type": "integer"}},
+}
+
+
+def _not_yet(summary: str, status: str = "501") -> dict[str, Any]:
+    return _op(summary + " (not supported by Homing yet)", {status: _ERROR})
+
+
+def _workflow_paths() -> dict[str, Any]:
+    """Upstash Workflow: the run end, cancel and step list; the features not there yet."""
+    run_id = _path_param("workflowRunId")
+    paths: dict[str, Any] = {
+        "/v2/workflows/runs": {
+            "delete": _op(
+                "Cancel workflow runs (by ids, URL prefix, filters, or all)",
+                {"200": _json(_CANCELLED)},
+                parameters=[
+                    _query("workflowRunIds"),
+                    _query("workflowUrl"),
+                    _query("workflowUrlExactMatch", {"type": "boolean"}),
+                    _query("label"),
+                    _query("fromDate", {"type": "integer"}),
+                    _query("toDate", {"type": "integer"}),
+                    _query("callerIp"),
+                    _query("flowControlKey"),
+                    _query("count", {"type": "integer", "minimum": 1}),
+                ],
+            )
+        },
+        "/v2/workflows/runs/{workflowRunId}": {
+            "get": _op(
+                "The step list of an active workflow run",
+                {"200": _json(_STEP_LIST), "404": _ERROR},
+                parameters=[run_id],
+            ),
+            "delete": _op(
+                "End a workflow run (cancel=false, body = result) or cancel it (cancel=true)",
+                {"200": _json({"type": "object"}), "404": _ERROR},
+                parameters=[run_id, _query("cancel", {"type": "boolean"})],
+            ),
+        },
+        "/v2/wait/{eventId}": {"post": _not_yet("Wait for an event", "412")},
+        "/v2/notify/{eventId}": {"post": _not_yet("Notify waiters of an event")},
+        "/v2/waiters/{eventId}": {"get": _not_yet("List the waiters of an event")},
+        "/v2/workflows/events": {"get": _not_yet("Workflow run logs")},
+        "/v2/workflows/logs": {"get": _not_yet("Workflow run logs")},
+        "/v2/workflows/dlq": {
+            "get": _not_yet("List the workflow DLQ"),
+            "delete": _not_yet("Delete workflow DLQ entries"),
+        },
+        "/v2/workflows/dlq/{dlqId}": {
+            "get": _not_yet("Get a workflow DLQ entry"),
+            "post": _not_yet(
+                "Resume, restart or retry the failure callback of a workflow DLQ entry"
+            ),
+            "delete": _not_yet("Delete a workflow DLQ entry"),
+        },
+        "/v2/trigger/{workflowUrl}": {"post": _not_yet("Trigger a workflow run")},
+        "/v2/batch/trigger": {"post": _not_yet("Trigger workflow runs")},
+        "/v2/workflows/hooks/{userId}/{workflowRunId}/{eventId}": {
+            method: _not_yet("Call a workflow webhook")
+            for method in ("get", "post", "put", "patch", "delete")
+        },
+    }
+    for path, item in paths.items():
+        names = re.findall(r"\{(\w+)\}", path)
+        for op in item.values():
+            op.setdefault("parameters", [_path_param(n) for n in names])
+    return paths
 
 
 @cache
@@ -599,6 +686,7 @@ def openapi_document() -> dict[str, Any]:
             "get": _op("Get the global parallelism", {"200": _json(_GLOBAL_PARALLELISM)})
         },
     }
+    paths.update(_workflow_paths())
     return {
         "openapi": "3.1.0",
         "info": {

@@ -26,6 +26,7 @@ from homing import ids
 from homing.clock import Clock
 from homing.delivery import outcome
 from homing.delivery.sender import Sender
+from homing.delivery.workflows import RunDeliveries
 from homing.errors import StorageUnavailable
 from homing.health import Health
 from homing.metrics import Metrics
@@ -97,6 +98,9 @@ class DeliveryEngine:
         self.health = health or Health()
         self.node_id = node_id or "node_" + secrets.token_hex(6)
         self.keys = KeyCache(storage.signing_keys)
+        self.runs = RunDeliveries(
+            storage, metrics=metrics, max_callback_body=settings.policy.max_callback_body
+        )
         self._dlq_ids = ids.DlqIdSource()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -229,6 +233,16 @@ class DeliveryEngine:
         started = time.monotonic()
         started_ns = time.time_ns()
         try:
+            if message.spec.workflow is not None:
+                prepared = await self.runs.prepare(message)
+                if prepared is None:  # its run has ended: not sent
+                    finished = self.clock.now_ms()
+                    self._pending.append(
+                        outcome.dropped(message.id, claim.lease_token, finished_ms=finished)
+                    )
+                    self._pending_ready.set()
+                    return
+                message = prepared
             key = await self.keys.current(message.account_id)
             response = await self.sender.send(message, key)
             decision = outcome.decide(
@@ -269,6 +283,17 @@ class DeliveryEngine:
             )
         self._pending.append(decision)
         self._pending_ready.set()
+        if message.spec.workflow is not None:
+            try:
+                await self.runs.after(
+                    message, decision, now_ms=decision.finished_ms, new_id=ids.message_id
+                )
+            except Exception:
+                log.exception(
+                    "could not end the workflow run of %s",
+                    message.id,
+                    extra={"event": "workflow.run_end_failed"},
+                )
 
     # -- recording --------------------------------------------------------------------------
 

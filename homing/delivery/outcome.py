@@ -12,6 +12,7 @@ request). Storage reads the message's cancel flag and records one branch; it dec
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from homing.models import (
     Response,
 )
 from homing.retry import RetryDelay, next_retry_delay_ms
+from homing.workflow import runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ def _callback_message(
         timeout_s=cb.timeout_s,
         trace=message.spec.trace,
         kind=kind,
+        workflow=cb.workflow,
     )
     return NewMessage(
         id=new_id(),
@@ -233,6 +236,23 @@ def failed(
     )
 
 
+def dropped(message_id: str, lease_token: int, *, finished_ms: int) -> AttemptOutcome:
+    """A message of a workflow run that ended before the message was sent: canceled unsent
+    (a sleeping step, a retry or a callback of a canceled run must not reach the endpoint)."""
+    effect = Effect(
+        state=MessageState.CANCELED,
+        due_ms=None,
+        final_ms=finished_ms,
+        dlq_id=None,
+        dlq_ms=None,
+        events=(LogEvent(LogState.CANCELED),),
+    )
+    response = Response(status=0, error="workflow run has ended")
+    return AttemptOutcome(
+        message_id, lease_token, OutcomeKind.FAILED, finished_ms, response, effect, effect
+    )
+
+
 def decide(
     message: Message,
     lease_token: int,
@@ -247,6 +267,10 @@ def decide(
     attempt = message.attempts + 1
     spec = message.spec
     new: list[NewMessage] = []
+    detected = not runs.trigger_not_detected(spec, response)
+    if not detected:
+        # Not a workflow endpoint: the run fails at once, with the response kept as the error's.
+        response = dataclasses.replace(response, error=runs.DETECT_TRIGGER_ERROR)
     is_source = spec.kind is MessageKind.MESSAGE  # callbacks get no callbacks of their own
     if is_source and spec.callback is not None:
         body = callback_body(message, response, max_body=policy.max_callback_body)
@@ -254,12 +278,12 @@ def decide(
             _callback_message(message, spec.callback, MessageKind.CALLBACK, body, now_ms, new_id)
         )
 
-    if is_success(response):
+    if is_success(response) and detected:
         return delivered(
             message.id, lease_token, finished_ms=now_ms, response=response, new_messages=tuple(new)
         )
 
-    if attempt <= spec.max_retries and not is_non_retryable(response):
+    if attempt <= spec.max_retries and detected and not is_non_retryable(response):
         delay = next_retry_delay_ms(
             retry_number=attempt,
             retry_delay=RetryDelay.parse(spec.retry_delay) if spec.retry_delay else None,
@@ -277,7 +301,8 @@ def decide(
         )
 
     dlq_id = new_dlq_id(now_ms)
-    if is_source and spec.failure_callback is not None:
+    # A run's failure callback is sent once per run, by the run's failure (`workflow.runs`).
+    if is_source and spec.failure_callback is not None and not runs.fails_run(spec):
         body = callback_body(message, response, max_body=policy.max_callback_body, dlq_id=dlq_id)
         new.append(
             _callback_message(

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from starlette.datastructures import QueryParams
 
 from homing.errors import InvalidRequest
-from homing.models import LogState, MessageFilter
+from homing.models import LogState, MessageFilter, RunFilter, RunState
 from homing.numbers import parse_int, parse_ms
 
 # query name -> MessageFilter field
@@ -130,3 +130,32 @@ def count(params: QueryParams, *, default: int | None, maximum: int) -> int | No
 
 def is_empty(f: MessageFilter) -> bool:
     return f == MessageFilter()
+
+
+def run_filter(params: QueryParams) -> RunFilter:
+    """Query parameters -> `RunFilter` (bulk cancel of workflow runs, run listings).
+
+    `workflowRunIds` given: the other filters are ignored. `workflowUrl` is a prefix unless
+    `workflowUrlExactMatch=true`; dates are Unix milliseconds.
+    """
+    run_ids = tuple(_values(params, "workflowRunIds") + _values(params, "workflowRunId"))
+    if run_ids:
+        return RunFilter(run_ids=run_ids)
+    url = params.get("workflowUrl") or None
+    exact = (params.get("workflowUrlExactMatch") or "").strip().lower() in ("true", "1")
+    found_states: list[RunState] = []
+    for value in _values(params, "state"):
+        try:
+            found_states.append(RunState(value.upper()))
+        except ValueError:
+            raise InvalidRequest(f"unknown workflow run state {value!r}") from None
+    return RunFilter(
+        url=url,
+        url_exact=exact and url is not None,
+        states=tuple(found_states),
+        labels=tuple(_values(params, "label")),
+        caller_ips=tuple(_values(params, "callerIp") + _values(params, "callerIP")),
+        flow_control_keys=tuple(_values(params, "flowControlKey")),
+        from_ms=_ms(params, "fromDate"),
+        to_ms=_ms(params, "toDate"),
+    )

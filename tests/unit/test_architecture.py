@@ -27,6 +27,10 @@ PURE = (
     "homing.publish",
     "homing.retry",
     "homing.signing",
+    "homing.workflow",
+    "homing.workflow.control",
+    "homing.workflow.runs",
+    "homing.workflow.steps",
 )
 IO = (
     "aiohttp", "asyncio", "asyncpg", "http.client", "httpx", "requests", "socket", "sqlite3",
