@@ -158,6 +158,9 @@ def log_json(entry: LogEntry) -> dict[str, Any]:
         out["labels"] = list(m.labels)
     if m.caller_ip:
         out["callerIP"] = m.caller_ip
+    if spec.workflow is not None:
+        # QStash's log entry has no field for this; the name is the workflow APIs' own.
+        out["workflowRunId"] = spec.workflow.run_id
     return out
 
 
