@@ -59,8 +59,6 @@ class RunDeliveries:
         )
         if listed is None:
             return None
-        if self.metrics is not None:
-            self.metrics.workflow_steps_delivered.inc()
         return dataclasses.replace(message, body=steps.step_list_body(listed))
 
     async def _active(self, account_id: str, run_id: str) -> bool:
@@ -80,10 +78,14 @@ class RunDeliveries:
         now_ms: int,
         new_id: Callable[[], str],
     ) -> None:
-        """Fail the run of a step message that failed for good (once), with its callback."""
+        """Count a delivered step; fail the run of a step message that failed for good (once),
+        with its failure callback."""
+        tag = message.spec.workflow
+        delivered_step = tag is not None and tag.step_list
+        if decision.kind is OutcomeKind.DELIVERED and delivered_step and self.metrics is not None:
+            self.metrics.workflow_steps_delivered.inc()
         if decision.kind is not OutcomeKind.FAILED or not runs.fails_run(message.spec):
             return
-        tag = message.spec.workflow
         assert tag is not None
         failure = runs.failure_text(decision.response)
         end = await self.storage.end_run(
