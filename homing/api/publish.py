@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -81,7 +82,9 @@ def _batch_item(item: Any, index: int) -> tuple[str, list[tuple[str, str]], byte
             headers.append((str(name), v if isinstance(v, str) else str(v)))
     body = item.get("body")
     if body is not None and not isinstance(body, str):
-        raise InvalidRequest(f"{where}: 'body' must be a string or null")
+        # The JS SDKs put a `context.call` body in the item as given, an object included; the
+        # hosted service delivers such a value as its JSON text.
+        body = orjson.dumps(body).decode()
     queue = item.get("queue")
     if queue is not None and not isinstance(queue, str):
         raise InvalidRequest(f"{where}: 'queue' must be a string or null")

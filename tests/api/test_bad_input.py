@@ -315,7 +315,6 @@ def test_the_sdk_reports_an_invalid_option_as_an_error(
         b"[1]",
         b'[{"headers": {}}]',
         b'[{"destination": "https://example.com", "headers": ["a"]}]',
-        b'[{"destination": "https://example.com", "body": {"a": 1}}]',
         b'[{"destination": "https://example.com", "queue": "bad queue!"}]',
     ],
 )

@@ -339,3 +339,13 @@ def test_a_limit_broken_inside_a_run_is_a_412(http: httpx.Client, receiver: Rece
     assert answer.status_code == 412, answer.text
     plain = http.post(f"/v2/publish/{url}", headers={"Upstash-Retries": "1000000"})
     assert plain.status_code == 400
+
+
+def test_a_batch_item_body_that_is_not_a_string_is_delivered_as_its_json_text(
+    http: httpx.Client, receiver: Receiver
+) -> None:
+    # The JS SDK puts a context.call body in the batch item as the user gave it.
+    item = {"destination": receiver.url("/third"), "body": {"word": "hello", "n": [1, 2]}}
+    assert http.post("/v2/batch", json=[item]).status_code == 201
+    [got] = receiver.wait_for(1, "/third")
+    assert got.body == b'{"word":"hello","n":[1,2]}'
