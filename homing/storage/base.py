@@ -516,4 +516,5 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def purge(self, *, now_ms: int, retention_ms: int, dlq_retention_ms: int) -> int:
         """Forget expired deduplication keys, DLQ entries older than `dlq_retention_ms`, and
-        final messages with their logs older than `retention_ms`."""
+        final messages with their logs, and workflow runs that ended with their step lists,
+        older than `retention_ms`."""

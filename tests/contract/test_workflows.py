@@ -237,3 +237,15 @@ async def test_two_nodes_starting_and_ending_one_run_agree(open_node: StorageFac
         )
     )
     assert sum(e.changed for e in ends) == 1
+
+
+async def test_ended_runs_are_purged_after_the_retention_with_their_steps(storage: Storage) -> None:
+    await start(storage, "wfr_old")
+    await start(storage, "wfr_live")
+    await storage.end_run(ACCOUNT, "wfr_old", state=RunState.SUCCESS, now_ms=T0 + 10)
+
+    await storage.purge(now_ms=T0 + 1_000, retention_ms=500, dlq_retention_ms=500)
+
+    assert await storage.get_run(ACCOUNT, "wfr_old") is None
+    live = await storage.get_run(ACCOUNT, "wfr_live")
+    assert live is not None and len(live.steps) == 1

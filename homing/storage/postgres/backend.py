@@ -159,6 +159,9 @@ class PostgresStorage(
             removed += affected(await conn.execute(Q["purge_dlq"], now_ms - dlq_retention_ms))
             removed += affected(await conn.execute(Q["purge_events"], now_ms - retention_ms))
             removed += affected(await conn.execute(Q["purge_messages"], now_ms - retention_ms))
+            # Ended workflow runs with their step lists (steps first: the same runs, by seq).
+            removed += affected(await conn.execute(Q["purge_run_steps"], now_ms - retention_ms))
+            removed += affected(await conn.execute(Q["purge_runs"], now_ms - retention_ms))
             return removed
 
         count: int = await self._db.run(run)

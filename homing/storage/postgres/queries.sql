@@ -492,6 +492,16 @@ UPDATE messages SET dlq_id = NULL WHERE dlq_id IS NOT NULL AND dlq_ms < $1::bigi
 -- name: purge_events
 DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time_ms < $1::bigint LIMIT 5000)
 
+-- name: purge_run_steps
+DELETE FROM workflow_steps WHERE run_seq IN (
+    SELECT seq FROM workflow_runs WHERE ended_ms IS NOT NULL AND ended_ms < $1 ORDER BY seq LIMIT 1000
+)
+
+-- name: purge_runs
+DELETE FROM workflow_runs WHERE seq IN (
+    SELECT seq FROM workflow_runs WHERE ended_ms IS NOT NULL AND ended_ms < $1 ORDER BY seq LIMIT 1000
+)
+
 -- name: purge_messages
 DELETE FROM messages WHERE id IN (
     SELECT id FROM messages

@@ -143,6 +143,9 @@ class SqliteStorage(
             removed += conn.execute(Q["purge_dlq"], (now_ms - dlq_retention_ms,)).rowcount
             removed += conn.execute(Q["purge_events"], (now_ms - retention_ms,)).rowcount
             removed += conn.execute(Q["purge_messages"], (now_ms - retention_ms,)).rowcount
+            # Ended workflow runs with their step lists (steps first: the same runs, by seq).
+            removed += conn.execute(Q["purge_run_steps"], (now_ms - retention_ms,)).rowcount
+            removed += conn.execute(Q["purge_runs"], (now_ms - retention_ms,)).rowcount
             return removed
 
         return await self._writer.call(run)

@@ -31,6 +31,16 @@ UPDATE messages SET dlq_id = NULL WHERE dlq_id IS NOT NULL AND dlq_ms < ?
 -- name: purge_events
 DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time_ms < ? LIMIT 5000)
 
+-- name: purge_run_steps
+DELETE FROM workflow_steps WHERE run_seq IN (
+    SELECT seq FROM workflow_runs WHERE ended_ms IS NOT NULL AND ended_ms < ? ORDER BY seq LIMIT 1000
+)
+
+-- name: purge_runs
+DELETE FROM workflow_runs WHERE seq IN (
+    SELECT seq FROM workflow_runs WHERE ended_ms IS NOT NULL AND ended_ms < ? ORDER BY seq LIMIT 1000
+)
+
 -- name: purge_messages
 DELETE FROM messages WHERE seq IN (
     SELECT seq FROM messages

@@ -25,6 +25,7 @@ CREATE UNIQUE INDEX workflow_runs_active ON workflow_runs (account_id, run_id)
     WHERE state = 'RUN_STARTED';
 CREATE INDEX workflow_runs_by_id ON workflow_runs (account_id, run_id, seq);
 CREATE INDEX workflow_runs_by_account ON workflow_runs (account_id, seq);
+CREATE INDEX workflow_runs_ended ON workflow_runs (ended_ms) WHERE ended_ms IS NOT NULL;
 
 -- The step list: every message of a run in the order it was accepted (position 0: the init).
 CREATE TABLE workflow_steps (
