@@ -349,3 +349,67 @@ def test_a_batch_item_body_that_is_not_a_string_is_delivered_as_its_json_text(
     assert http.post("/v2/batch", json=[item]).status_code == 201
     [got] = receiver.wait_for(1, "/third")
     assert got.body == b'{"word":"hello","n":[1,2]}'
+
+
+def test_the_trigger_configuration_applies_to_later_steps_and_a_failing_step_fails_the_run(
+    http: httpx.Client, receiver: Receiver, server: RunningServer
+) -> None:
+    deliveries: list[Received] = []
+
+    def workflow(req: Received) -> Reply:
+        deliveries.append(req)
+        return WORKFLOW_REPLY if len(deliveries) == 1 else Reply(500, b'{"message":"late"}')
+
+    receiver.on("/wf", workflow)
+    receiver.on("/failure", lambda _: Reply(200, b"{}"))
+    url = receiver.url("/wf")
+    start(
+        http,
+        "wfr_cfg",
+        url,
+        "p",
+        **{
+            "upstash-retries": "0",
+            "upstash-failure-callback": receiver.url("/failure"),
+            "upstash-failure-callback-forward-upstash-workflow-is-failure": "true",
+        },
+    )
+    receiver.wait_for(1, "/wf")
+    step = {"stepId": 1, "stepName": "s", "stepType": "Run", "out": "1", "concurrent": 1}
+    assert publish_step(http, "wfr_cfg", url, step).status_code == 201  # no retries of its own
+
+    [failure] = receiver.wait_for(1, "/failure")
+    doc = json.loads(failure.body)
+    assert (doc["workflowRunId"], doc["maxRetries"], doc["status"]) == ("wfr_cfg", 0, 500)
+    assert len(receiver.to("/wf")) == 2  # the run's 0 retries applied to the step
+
+    metrics = http.get("/metrics").text
+    assert 'homing_workflow_runs_total{event="started"} 1.0' in metrics
+    assert 'homing_workflow_runs_total{event="failed"} 1.0' in metrics
+    assert "homing_workflow_steps_delivered_total 1.0" in metrics
+
+
+def test_parallel_steps_each_see_the_list_up_to_themselves(
+    http: httpx.Client, receiver: Receiver
+) -> None:
+    receiver.on("/wf", lambda _: WORKFLOW_REPLY)
+    url = receiver.url("/wf")
+    init_id = start(http, "wfr_par", url, "p")
+    receiver.wait_for(1, "/wf")
+    plans = [
+        {"stepId": 0, "stepName": f"b{i}", "stepType": "Run", "concurrent": 2, "targetStep": i}
+        for i in (1, 2)
+    ]
+    items = [
+        {
+            "destination": url,
+            "headers": step_headers("wfr_par", url, init=False),
+            "body": json.dumps(p),
+        }
+        for p in plans
+    ]
+    ids = [r["messageId"] for r in http.post("/v2/batch", json=items).json()]
+
+    got = {r.message_id: step_list(r) for r in receiver.wait_for(3, "/wf")[1:]}
+    assert [e["messageId"] for e in got[ids[0]]] == [init_id, ids[0]]
+    assert [e["messageId"] for e in got[ids[1]]] == [init_id, ids[0], ids[1]]
