@@ -149,10 +149,11 @@ class WorkflowStore:
         self, account_id: str, run_id: str, *, upto_message_id: str | None
     ) -> list[RunStep] | None:
         async def do(conn: Conn) -> list[RunStep] | None:
-            active = await conn.fetchrow(Q["run_active"], account_id, run_id)
-            if active is None:
+            # A read: no row lock (appends and run ends take it), one snapshot for both reads.
+            row = await conn.fetchrow(Q["latest_run"], account_id, run_id)
+            if row is None or row[4] != RunState.STARTED.value:
                 return None
-            return await _steps_upto(conn, active[0], active[2], upto_message_id)
+            return await _steps_upto(conn, row[0], row[14], upto_message_id)
 
         return await self._db.run(do)
 
