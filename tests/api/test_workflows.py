@@ -413,3 +413,21 @@ def test_parallel_steps_each_see_the_list_up_to_themselves(
     got = {r.message_id: step_list(r) for r in receiver.wait_for(3, "/wf")[1:]}
     assert [e["messageId"] for e in got[ids[0]]] == [init_id, ids[0]]
     assert [e["messageId"] for e in got[ids[1]]] == [init_id, ids[0], ids[1]]
+
+
+def test_a_call_to_a_forbidden_address_fails_the_run_visibly_with_a_412(
+    start_server: Any, receiver: Receiver
+) -> None:
+    server = start_server(allow_private_destinations=False)
+    with api(server) as http:
+        url = "https://app.example/wf"
+        headers = {
+            **step_headers("wfr_ssrf", url, init=False),
+            "upstash-workflow-calltype": "toCallback",
+        }
+        answer = http.post(
+            "/v2/batch", json=[{"destination": "http://127.0.0.1:9/admin", "headers": headers}]
+        )
+        # A 400 would make the JS SDK stop the run quietly, as if it had been canceled.
+        assert answer.status_code == 412, answer.text
+        assert "127.0.0.1" in answer.json()["error"] or "not allowed" in answer.json()["error"]
