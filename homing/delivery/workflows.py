@@ -19,6 +19,7 @@ from homing.models import (
     CallType,
     Message,
     OutcomeKind,
+    Run,
     RunFilter,
     RunState,
 )
@@ -35,12 +36,10 @@ class RunDeliveries:
         *,
         metrics: Metrics | None,
         max_callback_body: int,
-        dedup_window_ms: int = 0,
     ) -> None:
         self.storage = storage
         self.metrics = metrics
         self.max_callback_body = max_callback_body
-        self.dedup_window_ms = dedup_window_ms
 
     async def prepare(self, message: Message) -> Message | None:
         """The message as it is sent, or None when its run has ended (drop it unsent)."""
@@ -51,24 +50,23 @@ class RunDeliveries:
         ):
             return message
         if not tag.step_list:
-            if await self._active(message.account_id, tag.run_id):
-                return message
-            return None
+            run = await self._latest(message.account_id, tag.run_id)
+            if run is None or run.state.is_final or run.created_ms != tag.created_ms:
+                return None
+            return message
         listed = await self.storage.run_steps(
             message.account_id, tag.run_id, upto_message_id=message.id
         )
-        if listed is None:
-            return None
+        if not listed or listed[-1].message_id != message.id:
+            return None  # the run ended (a later run of the same id does not list it)
         return dataclasses.replace(message, body=steps.step_list_body(listed))
 
-    async def _active(self, account_id: str, run_id: str) -> bool:
+    async def _latest(self, account_id: str, run_id: str) -> Run | None:
+        """The latest run of this id, without its step list."""
         page = await self.storage.list_runs(
-            account_id,
-            filter=RunFilter(run_ids=(run_id,), states=(RunState.STARTED,)),
-            cursor=None,
-            count=1,
+            account_id, filter=RunFilter(run_ids=(run_id,)), cursor=None, count=1
         )
-        return bool(page.items)
+        return page.items[0] if page.items else None
 
     async def after(
         self,
@@ -88,15 +86,11 @@ class RunDeliveries:
             return
         assert tag is not None
         failure = runs.failure_text(decision.response)
-        end = await self.storage.end_run(
-            message.account_id, tag.run_id, state=RunState.FAILED, now_ms=now_ms, failure=failure
-        )
-        if not end.changed:
-            return
-        if self.metrics is not None:
-            self.metrics.record_run("failed")
-        run = await self.storage.get_run(message.account_id, tag.run_id)
-        if run is None:
+        # The run as it started (its payload and configuration never change): the failure
+        # callback is built first and stored by the transition itself, so it exists exactly
+        # once, however many nodes see a step of the run fail.
+        run = await self._latest(message.account_id, tag.run_id)
+        if run is None or run.state.is_final or run.created_ms != tag.created_ms:
             return
         callback = runs.failure_callback(
             message,
@@ -107,10 +101,18 @@ class RunDeliveries:
             new_id=new_id,
             max_body=self.max_callback_body,
         )
-        if callback is not None:
-            await self.storage.insert_messages(
-                [callback], now_ms=now_ms, dedup_window_ms=self.dedup_window_ms
-            )
+        end = await self.storage.end_run(
+            message.account_id,
+            tag.run_id,
+            state=RunState.FAILED,
+            now_ms=now_ms,
+            failure=failure,
+            new_messages=() if callback is None else (callback,),
+        )
+        if not end.changed:
+            return
+        if self.metrics is not None:
+            self.metrics.record_run("failed")
         log.info(
             "workflow run %s failed: %s",
             tag.run_id,

@@ -505,11 +505,14 @@ class Storage(abc.ABC):
         now_ms: int,
         result: bytes | None = None,
         failure: str | None = None,
+        new_messages: Sequence[NewMessage] = (),
     ) -> RunEnd:
         """End the account's active run of this id in `state` (final), once: of concurrent
-        calls on any nodes, exactly one sees `changed=True`. Without an active run, reports
-        the latest run's state unchanged (`found=False` when the id never ran). The result
-        lists the run's message ids, for the caller to cancel those still pending."""
+        calls on any nodes, exactly one sees `changed=True`, and only that call stores
+        `new_messages` (the run's failure callback), in the same transaction. Without an
+        active run, reports the latest run's state unchanged (`found=False` when the id never
+        ran). The result lists the run's message ids, for the caller to cancel those still
+        pending."""
 
     # -- housekeeping -----------------------------------------------------------------------
 

@@ -249,3 +249,26 @@ async def test_ended_runs_are_purged_after_the_retention_with_their_steps(storag
     assert await storage.get_run(ACCOUNT, "wfr_old") is None
     live = await storage.get_run(ACCOUNT, "wfr_live")
     assert live is not None and len(live.steps) == 1
+
+
+async def test_ending_a_run_stores_its_failure_callback_only_with_the_transition(
+    open_node: StorageFactory,
+) -> None:
+    a = await open_node()
+    await a.ensure_account(ACCOUNT, now_ms=T0, keys=KEYS)
+    await start(a, "wfr_cb")
+    b = a if a.single_node else await open_node()  # SQLite: one node, concurrent calls
+    callbacks = [new_message(url="https://app.example/failure") for _ in range(4)]
+
+    ends = await asyncio.gather(
+        *(
+            (a if i % 2 else b).end_run(
+                ACCOUNT, "wfr_cb", state=RunState.FAILED, now_ms=T0, new_messages=[cb]
+            )
+            for i, cb in enumerate(callbacks)
+        )
+    )
+
+    assert sum(e.changed for e in ends) == 1
+    stored = [await a.get_message(ACCOUNT, cb.id) for cb in callbacks]
+    assert sum(m is not None for m in stored) == 1

@@ -188,16 +188,24 @@ class WorkflowStore:
         now_ms: int,
         result: bytes | None = None,
         failure: str | None = None,
+        new_messages: Sequence[NewMessage] = (),
     ) -> RunEnd:
-        async def do(conn: Conn) -> RunEnd:
+        announce = self._announcer.inline()
+
+        async def do(conn: Conn) -> tuple[RunEnd, int | None]:
             row = await conn.fetchrow(Q["lock_latest_run"], account_id, run_id)
             if row is None:
-                return RunEnd(found=False, state=None, changed=False)
+                return RunEnd(found=False, state=None, changed=False), None
             seq, current = row
             ids = tuple(r[0] for r in await conn.fetch(Q["run_message_ids"], seq))
             if current != RunState.STARTED.value:
-                return RunEnd(True, RunState(current), False, ids)
+                return RunEnd(True, RunState(current), False, ids), None
             await conn.execute(Q["end_run"], state.value, now_ms, result, failure, seq)
-            return RunEnd(True, state, True, ids)
+            _, earliest = await insert(conn, new_messages, now_ms, 0, announce=announce)
+            return RunEnd(True, state, True, ids), earliest
 
-        return await self._db.run(do)
+        end, earliest = await self._db.run(do)
+        self._announcer.after_commit(earliest, announced=announce)
+        if earliest is not None:
+            self._wake(earliest)
+        return end

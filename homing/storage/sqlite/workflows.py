@@ -170,16 +170,21 @@ class WorkflowStore(Core):
         now_ms: int,
         result: bytes | None = None,
         failure: str | None = None,
+        new_messages: Sequence[NewMessage] = (),
     ) -> RunEnd:
-        def do(conn: sqlite3.Connection) -> RunEnd:
+        def do(conn: sqlite3.Connection) -> tuple[RunEnd, int | None]:
             row = conn.execute(Q["lock_latest_run"], (account_id, run_id)).fetchone()
             if row is None:
-                return RunEnd(found=False, state=None, changed=False)
+                return RunEnd(found=False, state=None, changed=False), None
             seq, current = row
             ids = tuple(m for (m,) in conn.execute(Q["run_message_ids"], (seq,)))
             if current != RunState.STARTED.value:
-                return RunEnd(True, RunState(current), False, ids)
+                return RunEnd(True, RunState(current), False, ids), None
             conn.execute(Q["end_run"], (state.value, now_ms, result, failure, seq))
-            return RunEnd(True, state, True, ids)
+            _, earliest = insert(conn, self._events, new_messages, now_ms, 0)
+            return RunEnd(True, state, True, ids), earliest
 
-        return await self._writer.call(do)
+        end, earliest = await self._writer.call(do)
+        if earliest is not None:
+            self._wake(earliest)
+        return end
