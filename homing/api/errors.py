@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from homing.errors import HomingError, StorageUnavailable
+from homing.errors import HomingError, NotImplementedYet, StorageUnavailable
 from homing.web.http import JSON
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ async def homing_error(request: Request, exc: Exception) -> Response:
             exc.message,
             extra={"event": "request.storage_unavailable"},
         )
-    elif exc.status_code >= 500:
+    elif exc.status_code >= 500 and not isinstance(exc, NotImplementedYet):
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     return JSON({"error": exc.message}, status_code=exc.status_code)
 

@@ -159,6 +159,11 @@ def run_fuzz(
             label = f"{case.method} {case.formatted_path}"
             if path_parameters is not None and response.status_code < 300:
                 seeded_ok[operation.label] += 1
+            # A workflow feature Homing does not have yet answers 501 on purpose, and says so
+            # in the document (`api/openapi.py`): that is its answer, not a server error.
+            documented_501 = "501" in operation.definition.raw.get("responses", {})
+            if response.status_code == 501 and documented_501:
+                return
             if response.status_code >= 500:
                 curl = case.as_curl_command()[:300]
                 server_errors.append(
