@@ -190,39 +190,42 @@ HOP_BY_HOP = [
 ]
 
 
-def test_header_injection_and_forbidden_forwarded_names_are_refused(limited: RunningServer) -> None:
-    cases: dict[str, dict[str, str]] = dict(INJECTIONS)
-    for name in RESERVED:
-        cases[f"forward {name}"] = {f"Upstash-Forward-{name}": "forged"}
-        cases[f"callback-forward {name}"] = {
-            "Upstash-Callback": "http://127.0.0.1:1/cb",
-            f"Upstash-Callback-Forward-{name}": "forged",
-        }
-    for name in HOP_BY_HOP:
-        cases[f"forward {name}"] = {f"Upstash-Forward-{name}": "x"}
-        cases[f"failure-callback {name}"] = {
-            "Upstash-Failure-Callback": "http://127.0.0.1:1/cb",
-            f"Upstash-Failure-Callback-{name}": "x",
-        }
-    statuses = {label: batch_item_status(limited, headers)[0] for label, headers in cases.items()}
-    # The same through real HTTP headers, where the transport allows the byte at all.
-    http = {
-        f"HTTP forward {n}": raw_request(
-            limited.port, "POST", "/v2/publish/http://127.0.0.1:1/", {f"Upstash-Forward-{n}": "x"}
-        )[0]
-        for n in RESERVED[:6] + HOP_BY_HOP[:11]
+def test_header_injection_is_refused_and_forbidden_forwarded_names_are_dropped(
+    limited: RunningServer,
+) -> None:
+    refused = {
+        label: batch_item_status(limited, headers)[0] for label, headers in INJECTIONS.items()
     }
-    http["HTTP obs-fold continuation"] = raw_request(
+    # The same through real HTTP headers, where the transport allows the byte at all.
+    refused["HTTP obs-fold continuation"] = raw_request(
         limited.port,
         "POST",
         "/v2/publish/http://127.0.0.1:1/",
         {"Upstash-Forward-X": "a\r\n Injected: 1"},
     )[0]
-    wrong = {k: v for k, v in {**statuses, **http}.items() if v != 400}
-    print(
-        f"\nheader injection: cases={len(statuses) + len(http)} "
-        f"refused_400={len(statuses) + len(http) - len(wrong)} other={wrong}"
-    )
+    # Names Homing sets itself or that describe one hop: the workflow SDKs forward every header
+    # they received, so these are accepted and dropped (never delivered, see the next test).
+    dropped: dict[str, dict[str, str]] = {}
+    for name in RESERVED:
+        dropped[f"forward {name}"] = {f"Upstash-Forward-{name}": "forged"}
+        dropped[f"callback-forward {name}"] = {
+            "Upstash-Callback": "http://127.0.0.1:1/cb",
+            f"Upstash-Callback-Forward-{name}": "forged",
+        }
+    for name in HOP_BY_HOP:
+        dropped[f"forward {name}"] = {f"Upstash-Forward-{name}": "x"}
+        dropped[f"failure-callback {name}"] = {
+            "Upstash-Failure-Callback": "http://127.0.0.1:1/cb",
+            f"Upstash-Failure-Callback-{name}": "x",
+        }
+    accepted = {label: batch_item_status(limited, headers)[0] for label, headers in dropped.items()}
+    for n in RESERVED[:6] + HOP_BY_HOP[:11]:
+        accepted[f"HTTP forward {n}"] = raw_request(
+            limited.port, "POST", "/v2/publish/http://127.0.0.1:1/", {f"Upstash-Forward-{n}": "x"}
+        )[0]
+    wrong = {k: v for k, v in refused.items() if v != 400}
+    wrong.update({k: v for k, v in accepted.items() if v != 201})
+    print(f"\nheader injection: refused={len(refused)} dropped_names={len(accepted)} other={wrong}")
     assert wrong == {}
 
 
@@ -252,7 +255,7 @@ def test_forwarded_headers_arrive_as_given_and_homing_own_headers_cannot_be_forg
     )
     print(f"\nforwarded: {forwarded}")
     assert sent["upstash-custom"] == "custom value"
-    assert sent["upstash-workflow-runid"] == "wfr_1"
+    assert "upstash-workflow-runid" not in sent  # set by Homing on workflow deliveries only
     assert sent["upstash-region"] == "EU-CENTRAL-1"
     assert sent["x-multi"] == "one" and sent["x-webhook"] == "plain"
     assert sent["user-agent"] == "Upstash-QStash"
