@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 
+from homing.models import SigningKeys
 from tests.conftest import ServerFactory
 from tests.console.conftest import csrf_of, sign_in_http
-from tests.console.support import api
+from tests.console.support import api, eventually
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import RunningServer
 from tests.support.workflows import publish_step, start_run, step_headers
@@ -162,8 +162,6 @@ def test_cancel_needs_the_csrf_token_and_cancels_the_run_and_its_pending_steps(
 def test_a_read_only_session_sees_runs_but_cannot_cancel(
     serve: RunningServer, receiver: Receiver
 ) -> None:
-    from homing.models import SigningKeys
-
     async def create() -> None:
         await serve.services.storage.create_token(
             "defaultUser",
@@ -175,12 +173,25 @@ def test_a_read_only_session_sees_runs_but_cannot_cancel(
         )
 
     serve.run(create)
-    start_run(api(serve), "wfr_ro", receiver.url("/wf"), "{}", **LATER)
+    client = api(serve)
+    start_run(client, "wfr_ro", receiver.url("/wf"), "{}", **LATER)
     viewer = sign_in_http(serve, "hmg_read_only_token")
     assert "wfr_ro" in viewer.get("/console/runs").text
     token = csrf_of(viewer, "/console/runs/wfr_ro")
     refused = viewer.post("/console/runs/wfr_ro/cancel", data={"_csrf": token, "confirm": "yes"})
     assert refused.status_code == 403
-    with httpx.Client(base_url=serve.base_url, timeout=10) as check:
-        check.headers["Authorization"] = api(serve).headers["Authorization"]
-        assert check.get("/v2/workflows/runs/wfr_ro").status_code == 200
+    assert client.get("/v2/workflows/runs/wfr_ro").status_code == 200  # still running
+
+
+def test_a_failed_run_shows_why(serve: RunningServer, receiver: Receiver) -> None:
+    receiver.on("/wf", lambda _: Reply(500, b'{"error":"boom"}'))
+    start_run(api(serve), "wfr_fails", receiver.url("/wf"), "{}", **{"upstash-retries": "0"})
+    receiver.wait_for(1, "/wf")
+    console = sign_in_http(serve)
+
+    def failed() -> str | None:
+        text = console.get("/console/runs/wfr_fails").text
+        return text if "RUN_FAILED" in text else None
+
+    page = eventually(failed)
+    assert 'data-run="failure">status 500<' in page
