@@ -67,7 +67,7 @@ def seed_runs(server: RunningServer, receiver: Receiver) -> None:
         for index, name in enumerate(steps[: 1 + n % 3], start=1):
             out = '"ok"'
             step = {"stepId": index, "stepName": name, "stepType": "Run", "out": out}
-            publish_step(client, run_id, onboarding, step)
+            publish_step(client, run_id, onboarding, step).raise_for_status()
             _settle(server, 1)
         if n % 3 == 2:
             client.request("DELETE", f"/v2/workflows/runs/{run_id}?cancel=false", content=b'"done"')

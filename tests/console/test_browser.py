@@ -192,7 +192,7 @@ def test_find_a_workflow_run_read_its_steps_then_cancel_it(
     start_run(client, "wfr_browser", receiver.url("/wf"), payload)
     receiver.wait_for(1, "/wf")
     step = {"stepId": 1, "stepName": "reserve stock", "stepType": "Run", "out": "3"}
-    publish_step(client, "wfr_browser", receiver.url("/wf"), step)
+    publish_step(client, "wfr_browser", receiver.url("/wf"), step).raise_for_status()
     page = watched.page
     sign_in_browser(page, server)
 

@@ -13,7 +13,7 @@ from tests.console.conftest import csrf_of, sign_in_http
 from tests.console.support import api, eventually
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import RunningServer
-from tests.support.workflows import publish_step, start_run, step_headers
+from tests.support.workflows import publish_step, start_run, step_headers, step_message_id
 
 WORKFLOW_REPLY = Reply(200, b'{"ok":true}', {"Upstash-Workflow-Sdk-Version": "1"})
 LATER = {"upstash-delay": "1h"}  # the init waits: the run stays started, nothing is delivered
@@ -98,7 +98,7 @@ def test_a_run_page_shows_its_steps_as_text_and_masks_its_secrets(
     )
     receiver.wait_for(1, "/wf")
     step = {"stepId": 1, "stepName": "charge card", "stepType": "Run", "out": '"<b>paid</b>"'}
-    step_id = publish_step(client, "wfr_shop", url, step)
+    step_id = step_message_id(publish_step(client, "wfr_shop", url, step))
 
     page = console.get("/console/runs/wfr_shop")
     assert page.status_code == 200

@@ -39,13 +39,17 @@ def start_run(client: httpx.Client, run_id: str, url: str, payload: str, **more:
 
 def publish_step(
     client: httpx.Client, run_id: str, url: str, step: dict[str, Any], **more: str
-) -> str:
-    """Publish a step result of run `run_id`, as the SDK does after running the step; returns
-    its message id."""
+) -> httpx.Response:
+    """Publish a step result of run `run_id`, as the SDK does after running the step (the
+    answer is returned as is: a step of an ended run is refused)."""
     headers = step_headers(run_id, url, init=False, **more)
-    answer = client.post(
+    return client.post(
         "/v2/batch", json=[{"destination": url, "headers": headers, "body": json.dumps(step)}]
     )
+
+
+def step_message_id(answer: httpx.Response) -> str:
+    """The message id of an accepted `publish_step`."""
     assert answer.status_code == 201, answer.text
     message_id: str = answer.json()[0]["messageId"]
     return message_id
