@@ -195,3 +195,14 @@ def test_a_failed_run_shows_why(serve: RunningServer, receiver: Receiver) -> Non
 
     page = eventually(failed)
     assert 'data-run="failure">status 500<' in page
+
+
+def test_canceling_an_unknown_run_says_so(serve: RunningServer) -> None:
+    console = sign_in_http(serve)
+    token = csrf_of(console, "/console/runs")
+    answer = console.post(
+        "/console/runs/wfr_nope/cancel",
+        data={"_csrf": token, "confirm": "yes", "_back": "/console/runs"},
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/runs"
+    assert "Workflow run wfr_nope was not found" in console.get("/console/runs").text

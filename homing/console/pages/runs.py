@@ -23,7 +23,7 @@ from homing.console.context import Viewer, services
 from homing.console.gate import action, page
 from homing.console.respond import confirm_page, confirmed, flash, page_response
 from homing.errors import NotFound
-from homing.models import Redaction, Run, RunState, RunStep
+from homing.models import Redaction, Run, RunStep
 from homing.web import views
 
 PAGE_SIZE = 50
@@ -120,8 +120,12 @@ async def cancel_run(request: Request, viewer: Viewer, form: QueryParams) -> Res
         return confirm_page(request, viewer, form, f"Cancel workflow run {run_id}?", detail)
     svc = services(request)
     target = RedirectResponse(f"/console/runs/{quote(run_id, safe='')}", 303)
-    run = await svc.storage.get_run(viewer.account_id, run_id)
-    if run is not None and run.state is not RunState.STARTED:
+    # Canceling a canceled run succeeds on the API (the SDK may repeat it); here it would say
+    # "canceled" about a run someone else ended, so an ended run is refused first.
+    if await workflows.active_run(svc, viewer.account_id, run_id) is None:
+        run = await svc.storage.get_run(viewer.account_id, run_id)
+        if run is None:
+            raise NotFound(f"Workflow run {run_id} was not found (it may have expired).")
         return flash(request, target, f"The run had already ended ({run.state.value}).", "error")
     await workflows.end_run(svc, viewer.account_id, run_id, cancel=True, result=b"")
     return flash(request, target, "Run canceled.")
