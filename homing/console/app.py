@@ -14,7 +14,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from homing.console.auth import Signer
 from homing.console.context import ConsoleState
-from homing.console.pages import dlq, flow, keys, messages, overview, queues, schedules, session
+from homing.console.pages import (
+    dlq,
+    flow,
+    keys,
+    messages,
+    overview,
+    queues,
+    runs,
+    schedules,
+    session,
+)
 from homing.console.pages import url_groups as groups
 
 STATIC = Path(__file__).parent / "static"
@@ -71,6 +81,9 @@ ROUTES = [
     Route("/messages", messages.list_messages, methods=["GET"]),
     Route("/messages/{message_id}", messages.show_message, methods=["GET"]),
     Route("/messages/{message_id}/cancel", messages.cancel_message, methods=["POST"]),
+    Route("/runs", runs.list_runs, methods=["GET"]),
+    Route("/runs/{run_id}", runs.show_run, methods=["GET"]),
+    Route("/runs/{run_id}/cancel", runs.cancel_run, methods=["POST"]),
     Route("/dlq", dlq.list_dlq, methods=["GET"]),
     Route("/dlq/retry", dlq.retry, methods=["POST"]),
     Route("/dlq/delete", dlq.delete, methods=["POST"]),

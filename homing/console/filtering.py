@@ -1,20 +1,22 @@
-"""The search forms of the messages and DLQ pages -> `MessageFilter`, and their paging links.
+"""The search forms of the messages, DLQ and workflow runs pages -> `MessageFilter` /
+`RunFilter`, and their paging links.
 
-Form fields carry the API's query names (`queueName`, `topicName`, ...) so that the API's own
-parser (`homing.web.filters.parse_filter`) reads them; only the time range differs: browsers
-send `datetime-local` values, read here as UTC.
+Form fields carry the API's query names (`queueName`, `topicName`, `workflowUrl`, ...) so that
+the API's own parsers (`homing.web.filters.parse_filter`, `run_filter`) read them; only the time
+range differs: browsers send `datetime-local` values, read here as UTC.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
 from homing.errors import InvalidRequest
-from homing.models import LogState, MessageFilter
+from homing.models import LogState, MessageFilter, RunFilter, RunState
 from homing.web import filters
 
 MESSAGE_FIELDS = ("messageId", "state", "url", "queueName", "topicName", "scheduleId", "label")
@@ -23,11 +25,15 @@ DLQ_FIELDS = (
 )  # fmt: skip
 TIME_FIELDS = ("from", "to")
 STATE_CHOICES = ("IN_PROGRESS", *(s.value for s in LogState))
+RUN_FIELDS = ("workflowRunId", "state", "workflowUrl")
+RUN_STATE_CHOICES = tuple(s.value for s in RunState)
+
+F = TypeVar("F", MessageFilter, RunFilter)
 
 
 @dataclass(frozen=True, slots=True)
-class Search:
-    filter: MessageFilter
+class Search(Generic[F]):
+    filter: F
     values: dict[str, str]  # what the form shows again
     cursor: str | None
     error: str | None = None
@@ -54,7 +60,7 @@ def _local_ms(value: str, name: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def search(params: QueryParams, fields: tuple[str, ...]) -> Search:
+def search(params: QueryParams, fields: tuple[str, ...]) -> Search[MessageFilter]:
     """Read a search form; a bad value leaves the filter empty and says why."""
     values = {name: params.get(name, "").strip() for name in (*fields, *TIME_FIELDS)}
     cursor = params.get("cursor") or None
@@ -67,6 +73,18 @@ def search(params: QueryParams, fields: tuple[str, ...]) -> Search:
         found = filters.parse_filter(QueryParams(pairs), allowed=fields, strict=False)
     except InvalidRequest as exc:
         return Search(MessageFilter(message_ids=("-",)), values, None, exc.message)
+    return Search(found, values, cursor)
+
+
+def run_search(params: QueryParams) -> Search[RunFilter]:
+    """Read the runs search form (run id, state, workflow URL prefix); a bad value leaves
+    nothing listed and says why."""
+    values = {name: params.get(name, "").strip() for name in RUN_FIELDS}
+    cursor = params.get("cursor") or None
+    try:
+        found = filters.run_filter(QueryParams([(k, v) for k, v in values.items() if v]))
+    except InvalidRequest as exc:
+        return Search(RunFilter(run_ids=("-",)), values, None, exc.message)
     return Search(found, values, cursor)
 
 

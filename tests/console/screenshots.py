@@ -30,12 +30,15 @@ from tests.console.support import (
 )
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import RunningServer, free_port
+from tests.support.workflows import publish_step, start_run
 
 MINUTE = 60_000
 PAGES = {
     "overview": "/console/",
     "messages": "/console/messages",
     "dlq": "/console/dlq",
+    "runs": "/console/runs",
+    "run": "/console/runs/wfr_onboard_005",
     "schedules": "/console/schedules",
     "queues": "/console/queues",
     "keys": "/console/keys",
@@ -47,6 +50,38 @@ def _settle(server: RunningServer, steps: int = 4) -> None:
     for _ in range(steps):
         server.advance(random.randint(5, 60))
         time.sleep(0.01)
+
+
+def seed_runs(server: RunningServer, receiver: Receiver) -> None:
+    """A handful of workflow runs: finished, failed, canceled and still running."""
+    ok = Reply(200, b"{}", {"Upstash-Workflow-Sdk-Version": "1"})
+    receiver.on("/workflows/onboarding", lambda _: ok)
+    receiver.on("/workflows/invoice", lambda _: Reply(500, b'{"error":"PDF renderer down"}'))
+    client = api(server)
+    onboarding = receiver.url("/workflows/onboarding")
+    steps = ["create account", "send welcome email", "schedule follow-up"]
+    for n in range(6):
+        run_id = f"wfr_onboard_{n:03d}"
+        headers = {"upstash-forward-authorization": "Bearer sk_live_51HxSecretValue"}
+        start_run(client, run_id, onboarding, f'{{"user":"u-{n}","plan":"team"}}', **headers)
+        for index, name in enumerate(steps[: 1 + n % 3], start=1):
+            out = '"ok"'
+            step = {"stepId": index, "stepName": name, "stepType": "Run", "out": out}
+            publish_step(client, run_id, onboarding, step).raise_for_status()
+            _settle(server, 1)
+        if n % 3 == 2:
+            client.request("DELETE", f"/v2/workflows/runs/{run_id}?cancel=false", content=b'"done"')
+        _settle(server, 2)
+        server.advance(random.randint(2, 9) * MINUTE)
+    client.request("DELETE", "/v2/workflows/runs/wfr_onboard_004?cancel=true")
+    start_run(
+        client,
+        "wfr_invoice_7f3a",
+        receiver.url("/workflows/invoice"),
+        '{"invoice":1042}',
+        **{"upstash-retries": "0"},
+    )
+    _settle(server, 10)
 
 
 def seed(server: RunningServer, receiver: Receiver) -> str:
@@ -132,7 +167,7 @@ def shoot(base_url: str, out: Path, failed_id: str) -> list[Path]:
                 page.wait_for_selector("[data-cron-preview] li")
             target = out / f"console-{name}.png"
             # Long lists are cut at one screen; the other pages are shown whole.
-            page.screenshot(path=str(target), full_page=name not in ("messages", "dlq"))
+            page.screenshot(path=str(target), full_page=name not in ("messages", "dlq", "runs"))
             saved.append(target)
         browser.close()
     return saved
@@ -156,6 +191,7 @@ def main() -> None:
         server = RunningServer(settings, clock=clock).start()
         try:
             failed = seed(server, receiver)
+            seed_runs(server, receiver)
             for path in shoot(server.base_url, out, failed):
                 print(path)
         finally:

@@ -7,7 +7,8 @@ from typing import Any
 from tests.conftest import ServerFactory
 from tests.console.conftest import Watched, sign_in_browser
 from tests.console.support import api, dlq_ids, down_destination, eventually, publish
-from tests.support.receiver import Receiver
+from tests.support.receiver import Receiver, Reply
+from tests.support.workflows import publish_step, start_run
 
 
 def _row(page: Any, text: str) -> Any:
@@ -178,4 +179,34 @@ def test_bulk_retry_and_the_key_reveal_in_dev_mode(
     eventually(lambda: current.inner_text() == "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r")
     page.click("[data-reveal]")
     assert current.inner_text() == "sig_7kYj…"
+    assert not watched.errors
+
+
+def test_find_a_workflow_run_read_its_steps_then_cancel_it(
+    start_server: ServerFactory, receiver: Receiver, watched: Watched
+) -> None:
+    server = start_server(mode="serve")
+    receiver.on("/wf", lambda _: Reply(200, b"{}", {"Upstash-Workflow-Sdk-Version": "1"}))
+    client = api(server)
+    payload = "<script>window.__pwned = 1</script>"
+    start_run(client, "wfr_browser", receiver.url("/wf"), payload)
+    receiver.wait_for(1, "/wf")
+    step = {"stepId": 1, "stepName": "reserve stock", "stepType": "Run", "out": "3"}
+    publish_step(client, "wfr_browser", receiver.url("/wf"), step).raise_for_status()
+    page = watched.page
+    sign_in_browser(page, server)
+
+    page.click("nav >> text=Workflow runs")
+    page.select_option("select[name=state]", "RUN_STARTED")
+    page.click("button:has-text('Search')")
+    page.locator("tbody tr", has_text="RUN_STARTED").locator("a", has_text="wfr_browser").click()
+    page.wait_for_url("**/console/runs/wfr_browser")
+    steps = page.locator("[data-list=steps] > li")
+    assert steps.count() == 2 and "reserve stock" in steps.nth(1).inner_text()
+    assert page.locator("[data-run=payload] pre.body").inner_text() == payload
+    page.click("button:has-text('Cancel run')")
+    assert page.locator(".notice").inner_text() == "Run canceled."
+    assert "RUN_CANCELED" in page.locator("h1").inner_text()
+    assert watched.dialogs == ["confirm: Cancel workflow run wfr_browser?"]
+    assert page.evaluate("window.__pwned") is None
     assert not watched.errors

@@ -9,7 +9,8 @@ from starlette.datastructures import QueryParams
 
 from homing.console import charts, filtering, masking, render
 from homing.console.auth import LoginThrottle, Sessions, Signer
-from homing.models import LogState
+from homing.console.pages import runs
+from homing.models import LogState, Redaction, Run, RunConfig, RunState, RunStep
 
 
 @pytest.mark.parametrize(
@@ -113,3 +114,65 @@ def test_search_forms_use_the_api_parser() -> None:
     assert found.link("7") == "?state=IN_PROGRESS&queueName=q&from=2026-01-01T00%3A00&cursor=7"
     bad = filtering.search(QueryParams("from=yesterday"), filtering.MESSAGE_FIELDS)
     assert bad.error and "From" in bad.error
+
+
+def test_run_searches_use_the_api_parser() -> None:
+    found = filtering.run_search(
+        QueryParams("state=RUN_FAILED&workflowUrl=https://a.example/wf&cursor=9")
+    )
+    assert found.filter.states == (RunState.FAILED,)
+    assert found.filter.url == "https://a.example/wf" and not found.filter.url_exact
+    assert found.link("3") == "?state=RUN_FAILED&workflowUrl=https%3A%2F%2Fa.example%2Fwf&cursor=3"
+    by_id = filtering.run_search(QueryParams("workflowRunId=wfr_1&state=RUN_SUCCESS"))
+    assert by_id.filter.run_ids == ("wfr_1",)
+    bad = filtering.run_search(QueryParams("state=done"))
+    assert bad.error == "unknown workflow run state 'done'" and bad.cursor is None
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        (b'{"stepId":2,"stepName":"charge","stepType":"Run","out":"1"}', ("charge", 2, "Run")),
+        (b'{"stepId":true,"stepName":7}', (None, None, None)),
+        (b'{"order":1}', (None, None, None)),
+        (b"[1]", (None, None, None)),
+        (b"{not json", (None, None, None)),
+        (b"\xff", (None, None, None)),
+    ],
+)  # fmt: skip
+def test_a_step_is_named_from_its_result_body(
+    body: bytes, fields: tuple[str | None, int | None, str | None]
+) -> None:
+    assert runs.step_fields(body) == fields
+
+
+def _run(redact: Redaction, payload: bytes) -> Run:
+    step = RunStep(1, "msg_1", "step", b'{"stepId":1,"stepName":"charge"}', 5)
+    return Run(
+        account_id="acct",
+        run_id="wfr_1",
+        url="https://a.example/wf",
+        state=RunState.SUCCESS,
+        created_ms=1,
+        payload=payload,
+        init_message_id="msg_0",
+        config=RunConfig(headers={"X-Card": ["4242"], "X-Team": ["blue"]}, redact=redact),
+        result=b'"done"',
+        steps=(RunStep(0, "msg_0", "step", payload, 1), step),
+    )
+
+
+def test_a_run_is_shown_with_its_own_redaction_and_binary_as_base64() -> None:
+    plain = runs.run_view(_run(Redaction(), b"\x00\xff"))
+    assert plain["payload"].binary and plain["payload"].text == "AP8="
+    assert [s.name for s in plain["steps"]] == [None, "charge"]
+    assert plain["headers"]["X-Card"] == ["4242"]
+    hidden = runs.run_view(
+        _run(Redaction(body=True, header_names=frozenset({"x-card"})), b"card=4242")
+    )
+    assert hidden["payload"].text.startswith("REDACTED:") and "4242" not in hidden["payload"].text
+    assert hidden["result"].text.startswith("REDACTED:")
+    assert [s.name for s in hidden["steps"]] == [None, None]  # nothing read from a hidden body
+    assert all(s.body.text.startswith("REDACTED:") for s in hidden["steps"])
+    assert hidden["headers"]["X-Card"][0].startswith("REDACTED:")
+    assert hidden["headers"]["X-Team"] == ["blue"]

@@ -1,0 +1,131 @@
+"""Upstash Workflow runs: a searchable, paged list, and one run with its step list.
+
+Everything a run shows that its publisher sent (initial payload, step results, run headers)
+goes through the run's own redaction (`Upstash-Redact-Fields` on its init, as the API applies
+it to the run's messages), then the console's masking; bodies are text on the page, never
+markup. A cancel is `actions.workflows.end_run`, as `DELETE /v2/workflows/runs/{id}?cancel=true`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from homing.actions import workflows
+from homing.console import filtering, render
+from homing.console.context import Viewer, services
+from homing.console.gate import action, page
+from homing.console.respond import confirm_page, confirmed, flash, page_response
+from homing.errors import NotFound
+from homing.models import Redaction, Run, RunStep
+from homing.web import views
+
+PAGE_SIZE = 50
+
+
+@page
+async def list_runs(request: Request, viewer: Viewer) -> Response:
+    found = filtering.run_search(request.query_params)
+    result = await services(request).storage.list_runs(
+        viewer.account_id, filter=found.filter, cursor=found.cursor, count=PAGE_SIZE
+    )
+    context = {
+        "nav": "runs",
+        "search": found,
+        "runs": result.items,
+        "next_cursor": result.cursor,
+        "states": filtering.RUN_STATE_CHOICES,
+    }
+    return page_response(request, viewer, "runs.html", context)
+
+
+@dataclass(frozen=True, slots=True)
+class StepView:
+    """One entry of a run's step list as the page shows it."""
+
+    step: RunStep
+    name: str | None  # the SDK's step name (`stepName`), when the body is a step result
+    step_id: int | None
+    step_type: str | None
+    body: render.Body
+
+
+def step_fields(body: bytes) -> tuple[str | None, int | None, str | None]:
+    """(stepName, stepId, stepType) of a step result body such as the SDKs publish
+    (`{"stepId": 1, "stepName": "charge", "stepType": "Run", "out": ...}`); Nones for any other
+    body (the initial payload, a call's result)."""
+    if not body.startswith(b"{"):
+        return None, None, None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None, None
+    if not isinstance(doc, dict):
+        return None, None, None
+    name, step_id, kind = doc.get("stepName"), doc.get("stepId"), doc.get("stepType")
+    return (
+        name if isinstance(name, str) else None,
+        step_id if isinstance(step_id, int) and not isinstance(step_id, bool) else None,
+        kind if isinstance(kind, str) else None,
+    )
+
+
+def shown_body(raw: bytes, redact: Redaction) -> render.Body:
+    if redact.body and raw:
+        return render.body(views.redacted_value(raw).encode())
+    return render.body(raw)
+
+
+def step_views(run: Run) -> list[StepView]:
+    redact = run.config.redact
+    out = []
+    for step in run.steps:
+        # A redacted body says nothing of its step either.
+        name, step_id, kind = (None, None, None) if redact.body else step_fields(step.body)
+        out.append(StepView(step, name, step_id, kind, shown_body(step.body, redact)))
+    return out
+
+
+def run_view(run: Run) -> dict[str, Any]:
+    redact = run.config.redact
+    return {
+        "payload": shown_body(run.payload, redact),
+        "result": shown_body(run.result, redact) if run.result is not None else None,
+        "headers": views.redact_headers(run.config.headers, redact),
+        "steps": step_views(run),
+    }
+
+
+@page
+async def show_run(request: Request, viewer: Viewer) -> Response:
+    run_id = request.path_params["run_id"]
+    run = await services(request).storage.get_run(viewer.account_id, run_id)
+    if run is None:
+        raise NotFound(f"Workflow run {run_id} was not found (it may have expired).")
+    context = {"nav": "runs", "run": run, "view": run_view(run)}
+    return page_response(request, viewer, "run.html", context)
+
+
+@action()
+async def cancel_run(request: Request, viewer: Viewer, form: QueryParams) -> Response:
+    run_id = request.path_params["run_id"]
+    if not confirmed(form):
+        detail = ["Its pending steps are canceled; the workflow is not called again."]
+        return confirm_page(request, viewer, form, f"Cancel workflow run {run_id}?", detail)
+    svc = services(request)
+    target = RedirectResponse(f"/console/runs/{quote(run_id, safe='')}", 303)
+    # Canceling a canceled run succeeds on the API (the SDK may repeat it); here it would say
+    # "canceled" about a run someone else ended, so an ended run is refused first.
+    if await workflows.active_run(svc, viewer.account_id, run_id) is None:
+        run = await svc.storage.get_run(viewer.account_id, run_id)
+        if run is None:
+            raise NotFound(f"Workflow run {run_id} was not found (it may have expired).")
+        return flash(request, target, f"The run had already ended ({run.state.value}).", "error")
+    await workflows.end_run(svc, viewer.account_id, run_id, cancel=True, result=b"")
+    return flash(request, target, "Run canceled.")
