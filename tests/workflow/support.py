@@ -1,0 +1,163 @@
+"""The workflow apps (TypeScript and Python, real SDKs from the registries) as subprocesses, and
+what a test asks them: start a run, cancel it, read what each run saw.
+
+Both apps record in memory and expose `/__test/events` (steps executed, call results, failure
+functions, completions, errors) and `/__test/deliveries` (every request Homing made to a
+workflow route, with the app's own verdict on its signature). Nothing here leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.examples.harness import Process, base_env
+from tests.support.server import DEV_CURRENT_KEY, DEV_NEXT_KEY, DEV_TOKEN, free_port
+
+HERE = Path(__file__).resolve().parent
+TS_DIR = HERE / "ts"
+PY_DIR = HERE / "py_app"
+IN_CI = bool(os.environ.get("CI"))  # read at import: tests/conftest.py hides variables later
+
+Entry = dict[str, Any]
+
+
+def require_ts_app() -> None:
+    """Skip when the app's packages are not installed; fail instead under CI."""
+    missing = None
+    if shutil.which("npm") is None:
+        missing = "npm is not installed"
+    elif not (TS_DIR / "node_modules" / ".bin" / "tsx").exists():
+        missing = "tests/workflow/ts/node_modules is missing (run scripts/install)"
+    if missing:
+        if IN_CI:
+            pytest.fail(f"{missing}; CI must install it")
+        pytest.skip(missing)
+
+
+def qstash_env(homing_url: str, token: str = DEV_TOKEN, current: str = DEV_CURRENT_KEY,
+               next_: str = DEV_NEXT_KEY) -> dict[str, str]:  # fmt: skip
+    """The variables the SDK docs tell a user to set, pointing at a Homing."""
+    return {
+        "QSTASH_URL": homing_url,
+        "QSTASH_TOKEN": token,
+        "QSTASH_CURRENT_SIGNING_KEY": current,
+        "QSTASH_NEXT_SIGNING_KEY": next_,
+    }
+
+
+def dev_mode_env(homing_url: str) -> dict[str, str]:
+    """The SDK's development settings: it finds the dev server (Homing) on QSTASH_DEV_PORT."""
+    return {"QSTASH_DEV": "true", "QSTASH_DEV_PORT": homing_url.rsplit(":", 1)[1]}
+
+
+class WorkflowApp:
+    """A running workflow app: start runs, cancel them, read what they saw."""
+
+    def __init__(self, process: Process, base_url: str, diagnostics: Callable[[], str]) -> None:
+        self.process = process
+        self.base_url = base_url
+        self._diagnostics = diagnostics
+        self.http = httpx.Client(base_url=base_url, timeout=15.0)
+
+    def diagnostics(self) -> str:
+        return self.process.output(60) + "\n" + self._diagnostics()
+
+    def url(self, workflow: str) -> str:
+        return f"{self.base_url}/wf/{workflow}"
+
+    def trigger(self, workflow: str, body: Any = None, *, retries: int | None = None) -> str:
+        """Start a run with the SDK's `client.trigger` (TypeScript app); returns its run id."""
+        answer = self.http.post(
+            "/admin/trigger", json={"workflow": workflow, "body": body, "retries": retries}
+        )
+        assert answer.status_code == 200, f"trigger {workflow}: {answer.status_code} {answer.text}"
+        run_id: str = answer.json()["workflowRunId"]
+        return run_id
+
+    def cancel(self, run_ids: list[str]) -> Any:
+        answer = self.http.post("/admin/cancel", json={"ids": run_ids})
+        assert answer.status_code == 200, f"cancel: {answer.status_code} {answer.text}"
+        return answer.json()
+
+    def events(self, run_id: str | None = None, kind: str | None = None) -> list[Entry]:
+        found: list[Entry] = self.http.get("/__test/events").json()["events"]
+        return [
+            e
+            for e in found
+            if (run_id is None or e.get("runId") == run_id) and (kind is None or e["kind"] == kind)
+        ]
+
+    def deliveries(self, run_id: str | None = None) -> list[Entry]:
+        found: list[Entry] = self.http.get("/__test/deliveries").json()["deliveries"]
+        return [d for d in found if run_id is None or d.get("runId") == run_id]
+
+    def steps(self, run_id: str) -> list[str]:
+        """Step bodies the app executed for a run, in order (a repeat shows up twice)."""
+        return [e["step"] for e in self.events(run_id, "step")]
+
+    def wait_for(self, what: str, select: Callable[[], list[Entry]], count: int = 1,
+                 timeout: float = 15.0) -> list[Entry]:  # fmt: skip
+        """Poll until `select()` returns at least `count` entries; return them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = select()
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"expected {count} x {what} within {timeout}s, got {found}\n"
+                    f"{self.diagnostics()}"
+                )
+            time.sleep(0.05)
+
+    def completed(self, run_id: str, timeout: float = 15.0) -> Entry:
+        """The run's completion as the SDK reports it (its route function returned)."""
+        [done] = self.wait_for(
+            f"completion of {run_id}", lambda: self.events(run_id, "completed"), timeout=timeout
+        )
+        return done
+
+    def close(self) -> None:
+        self.http.close()
+        self.process.stop()
+
+
+@contextmanager
+def running_app(name: str, argv: list[str], *, cwd: Path, tmp: Path, env: dict[str, str],
+                diagnostics: Callable[[], str] = str) -> Iterator[WorkflowApp]:  # fmt: skip
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    full_env = base_env() | {"PORT": str(port), "UPSTASH_WORKFLOW_URL": base_url} | env
+    process = Process(name, argv, cwd=cwd, env=full_env, log_path=tmp / f"{name}.log")
+    app = WorkflowApp(process, base_url, diagnostics)
+    try:
+        process.wait_ready(f"{base_url}/health", timeout=60)
+        yield app
+    finally:
+        app.close()
+
+
+def ts_app(tmp: Path, env: dict[str, str], *, name: str = "ts-workflows",
+           diagnostics: Callable[[], str] = str) -> Any:  # fmt: skip
+    """The TypeScript app (tsx runs app.ts directly; no build step)."""
+    require_ts_app()
+    argv = [str(TS_DIR / "node_modules" / ".bin" / "tsx"), "app.ts"]
+    return running_app(name, argv, cwd=TS_DIR, tmp=tmp, env=env, diagnostics=diagnostics)
+
+
+def py_app(tmp: Path, env: dict[str, str], *, name: str = "py-workflows",
+           diagnostics: Callable[[], str] = str) -> Any:  # fmt: skip
+    """The Python app under uvicorn, with the test venv's interpreter."""
+    port_env = env
+    argv = [sys.executable, "-m", "main"]
+    return running_app(name, argv, cwd=PY_DIR, tmp=tmp, env=port_env, diagnostics=diagnostics)
