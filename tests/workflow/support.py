@@ -9,6 +9,7 @@ workflow route, with the app's own verdict on its signature). Nothing here leave
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from qstash import QStash
 
 from tests.examples.harness import Process, base_env
 from tests.support.server import DEV_CURRENT_KEY, DEV_NEXT_KEY, DEV_TOKEN, free_port
@@ -82,6 +84,19 @@ class WorkflowApp:
         )
         assert answer.status_code == 200, f"trigger {workflow}: {answer.status_code} {answer.text}"
         run_id: str = answer.json()["workflowRunId"]
+        return run_id
+
+    def publish_run(self, qstash: QStash, workflow: str, body: dict[str, Any]) -> str:
+        """Start a run as the Python SDK expects (it has no client): publish the payload to the
+        workflow route through Homing. Returns the run id the SDK chose, found by a unique tag
+        in the payload once the run's first step is delivered."""
+        tag = secrets.token_hex(8)
+        qstash.message.publish_json(url=self.url(workflow), body=body | {"tag": tag})
+        [first] = self.wait_for(
+            f"first step of the {workflow} run {tag}",
+            lambda: [e for e in self.events(kind="invoked") if e.get("tag") == tag][:1],
+        )
+        run_id: str = first["runId"]
         return run_id
 
     def cancel(self, run_ids: list[str]) -> Any:
@@ -158,6 +173,5 @@ def ts_app(tmp: Path, env: dict[str, str], *, name: str = "ts-workflows",
 def py_app(tmp: Path, env: dict[str, str], *, name: str = "py-workflows",
            diagnostics: Callable[[], str] = str) -> Any:  # fmt: skip
     """The Python app under uvicorn, with the test venv's interpreter."""
-    port_env = env
-    argv = [sys.executable, "-m", "main"]
-    return running_app(name, argv, cwd=PY_DIR, tmp=tmp, env=port_env, diagnostics=diagnostics)
+    argv = [sys.executable, "main.py"]
+    return running_app(name, argv, cwd=PY_DIR, tmp=tmp, env=env, diagnostics=diagnostics)
