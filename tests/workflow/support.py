@@ -26,6 +26,7 @@ from tests.examples.harness import Process, base_env
 from tests.support.server import DEV_CURRENT_KEY, DEV_NEXT_KEY, DEV_TOKEN, free_port
 
 HERE = Path(__file__).resolve().parent
+EXAMPLE_DIR = HERE.parents[1] / "examples" / "workflow-hono"
 TS_DIR = HERE / "ts"
 PY_DIR = HERE / "py_app"
 IN_CI = bool(os.environ.get("CI"))  # read at import: tests/conftest.py hides variables later
@@ -33,13 +34,13 @@ IN_CI = bool(os.environ.get("CI"))  # read at import: tests/conftest.py hides va
 Entry = dict[str, Any]
 
 
-def require_ts_app() -> None:
+def require_ts_app(app_dir: Path = TS_DIR) -> None:
     """Skip when the app's packages are not installed; fail instead under CI."""
     missing = None
     if shutil.which("npm") is None:
         missing = "npm is not installed"
-    elif not (TS_DIR / "node_modules" / ".bin" / "tsx").exists():
-        missing = "tests/workflow/ts/node_modules is missing (run scripts/install)"
+    elif not (app_dir / "node_modules" / ".bin" / "tsx").exists():
+        missing = f"{app_dir}/node_modules is missing (run scripts/install)"
     if missing:
         if IN_CI:
             pytest.fail(f"{missing}; CI must install it")

@@ -13,13 +13,23 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.multinode.support import Nodes
 from tests.reliability.support import HomingProcess
 from tests.support.server import PostgresSchemas, postgres_or_skip
-from tests.workflow.support import WorkflowApp, dev_mode_env, qstash_env, require_ts_app, ts_app
+from tests.support.waiting import eventually
+from tests.workflow.support import (
+    EXAMPLE_DIR,
+    WorkflowApp,
+    dev_mode_env,
+    qstash_env,
+    require_ts_app,
+    running_app,
+    ts_app,
+)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +153,27 @@ def test_every_delivery_is_signed_and_an_unsigned_request_is_refused(app: Workfl
     assert refused.status_code >= 400
     assert "Failed to verify" in refused.text
     assert len(app.events(kind="step")) == before
+
+
+def test_the_workflow_hono_example_completes_its_onboarding_run(
+    homing: HomingProcess, tmp_path: Path
+) -> None:
+    """examples/workflow-hono, started with the README's command and variables."""
+    require_ts_app(EXAMPLE_DIR)
+    env = qstash_env(homing.base_url) | {"ONBOARDING_PAUSE_SECONDS": "1"}
+    with running_app("workflow-hono", ["npm", "start"], cwd=EXAMPLE_DIR, tmp=tmp_path,
+                     env=env) as example:  # fmt: skip
+        started = example.http.post("/api/signup", json={"email": "ada@example.com"})
+        assert started.status_code == 202, started.text
+        run = started.json()["workflowRunId"]
+
+        def finished() -> dict[str, Any] | None:
+            answer: dict[str, Any] = example.http.get(f"/api/runs/{run}").json()
+            return answer if answer["done"] else None
+
+        outcome = eventually(finished, timeout=20)
+
+        assert outcome["result"] == {"user": "user-ada@example.com", "mailStatus": 202}
 
 
 # -- kill -9 of Homing in the middle of a run ------------------------------------------------
