@@ -11,6 +11,7 @@ the test can find the run id the SDK chose. What each run saw is kept in memory 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -149,15 +150,18 @@ async def sleepy(context: AsyncWorkflowContext[dict[str, Any]]) -> None:
         return time.time()
 
     napped: float = await context.run("after-sleep", after_sleep)
-    # Computed in a step, so every replay of the route sleeps until the same instant.
-    await context.sleep_until("until", napped + seconds)
+    # Derived from a stored step result, so every replay of the route sleeps until the same
+    # instant; whole seconds, the precision of the Upstash-Not-Before header.
+    until = math.ceil(napped) + seconds
+    await context.sleep_until("until", until)
 
     async def after_sleep_until() -> float:
         record("step", context, step="after-sleep-until")
         return time.time()
 
     woke: float = await context.run("after-sleep-until", after_sleep_until)
-    record("completed", context, result={"started": started, "napped": napped, "woke": woke})
+    result = {"started": started, "napped": napped, "until": until, "woke": woke}
+    record("completed", context, result=result)
 
 
 @serve.post("/wf/caller")

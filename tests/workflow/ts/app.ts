@@ -171,13 +171,15 @@ app.post(
       record("step", { workflow: "sleepy", runId, step: "after-sleep", input: started });
       return Date.now();
     });
-    // Computed in the step, so every replay of the route sleeps until the same instant.
-    await context.sleepUntil("until", (napped + seconds * 1000) / 1000);
+    // Derived from a stored step result, so every replay of the route sleeps until the same
+    // instant; whole seconds, the precision of the Upstash-Not-Before header.
+    const until = Math.ceil(napped / 1000) + seconds;
+    await context.sleepUntil("until", until);
     const woke = await context.run("after-sleep-until", () => {
       record("step", { workflow: "sleepy", runId, step: "after-sleep-until", input: napped });
       return Date.now();
     });
-    return { started, napped, woke };
+    return { started, napped, until, woke };
   }, options),
 );
 
