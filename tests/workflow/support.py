@@ -137,11 +137,27 @@ class WorkflowApp:
             time.sleep(0.05)
 
     def completed(self, run_id: str, timeout: float = 15.0) -> Entry:
-        """The run's completion as the SDK reports it (its route function returned)."""
-        [done] = self.wait_for(
-            f"completion of {run_id}", lambda: self.events(run_id, "completed"), timeout=timeout
+        """The run's completion: its route function returned (the app records that) and the
+        delivery on which it did was answered 200, which the SDK does only once Homing
+        accepted the run's end (`DELETE /v2/workflows/runs/{id}`); no SDK error on the way."""
+
+        def ended() -> list[Entry]:
+            done = self.events(run_id, "completed")
+            if not done:
+                return []
+            answered = [
+                d
+                for d in self.deliveries(run_id)
+                if d["at"] >= done[0]["at"] and d["status"] == 200
+            ]
+            return done if answered else []
+
+        found = self.wait_for(f"completion of {run_id}", ended, timeout=timeout)
+        errors = self.events(run_id, "error")
+        assert len(found) == 1 and not errors, (
+            f"run {run_id} completed {len(found)} times, SDK errors {errors}\n{self.diagnostics()}"
         )
-        return done
+        return found[0]
 
     def close(self) -> None:
         self.http.close()
