@@ -132,7 +132,12 @@ def test_every_delivery_is_signed_and_an_unsigned_request_is_refused(
 def test_kill_9_between_sequential_steps_completes_the_run(
     app: WorkflowApp, qstash: QStash, homing: HomingProcess
 ) -> None:
-    run = app.publish_run(qstash, "sequential", {"n": 20})
+    run = app.publish_run(qstash, "sequential", {"n": 20, "pause": 0.4})
+    # "double" runs only on a delivery whose step list holds the result of "add-one": from
+    # here on that result is in Homing's store, and "double" is running when Homing dies.
+    app.wait_for(
+        "second step", lambda: [s for s in app.events(run, "step") if s["step"] == "double"]
+    )
 
     homing.kill()
     homing.start()
@@ -141,10 +146,9 @@ def test_kill_9_between_sequential_steps_completes_the_run(
     assert done["result"] == {"a": 21, "b": 42, "c": "result:42"}
     steps = app.steps(run)
     print(f"steps executed around kill -9: {steps}")
-    # A step may run again only when its result never reached the store before the kill.
-    assert set(steps) == {"add-one", "double", "describe"}
-    assert all(steps.count(name) <= 2 for name in set(steps))
-    assert len(app.events(run, "completed")) == 1
+    assert steps.count("add-one") == 1
+    # A step whose result had not reached the store may run again, at most once per crash.
+    assert 1 <= steps.count("double") <= 2 and 1 <= steps.count("describe") <= 2
 
 
 def test_kill_9_during_a_sleep_loses_nothing_and_repeats_no_step(

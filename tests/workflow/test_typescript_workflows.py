@@ -187,8 +187,12 @@ def restart_after_kill(homing: HomingProcess) -> None:
 def test_kill_9_between_sequential_steps_completes_the_run(
     app: WorkflowApp, homing: HomingProcess
 ) -> None:
-    run = app.trigger("sequential", {"n": 20})
-    app.wait_for("first step", lambda: app.events(run, "step"))
+    run = app.trigger("sequential", {"n": 20, "pauseMs": 400})
+    # "double" runs only on a delivery whose step list holds the result of "add-one": from
+    # here on that result is in Homing's store, and "double" is running when Homing dies.
+    app.wait_for(
+        "second step", lambda: [s for s in app.events(run, "step") if s["step"] == "double"]
+    )
 
     restart_after_kill(homing)
 
@@ -196,12 +200,9 @@ def test_kill_9_between_sequential_steps_completes_the_run(
     assert done["result"] == {"a": 21, "b": 42, "c": "result:42"}
     steps = app.steps(run)
     print(f"steps executed around kill -9: {steps}")
-    # A step may run again only when its result never reached the store before the kill; the
-    # first step was running or done when Homing died, the rest ran after the restart.
-    assert set(steps) == {"add-one", "double", "describe"}
-    assert steps.count("add-one") <= 2
-    assert steps.count("double") <= 2 and steps.count("describe") <= 2
-    assert len(app.events(run, "completed")) == 1
+    assert steps.count("add-one") == 1
+    # A step whose result had not reached the store may run again, at most once per crash.
+    assert 1 <= steps.count("double") <= 2 and 1 <= steps.count("describe") <= 2
 
 
 def test_kill_9_during_a_sleep_loses_nothing_and_repeats_no_step(

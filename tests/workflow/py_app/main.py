@@ -11,6 +11,7 @@ the test can find the run id the SDK chose. What each run saw is kept in memory 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import time
@@ -112,21 +113,26 @@ async def third_party(request: Request) -> JSONResponse:
 async def sequential(context: AsyncWorkflowContext[dict[str, Any]]) -> None:
     record("invoked", context)
     n: int = context.request_payload["n"]
+    # Steps that take a while, so a test can kill Homing while one runs.
+    pause: float = context.request_payload.get("pause", 0)
 
     async def add_one() -> int:
         record("step", context, step="add-one", input=n)
+        await asyncio.sleep(pause)
         return n + 1
 
     a: int = await context.run("add-one", add_one)
 
     async def double() -> int:
         record("step", context, step="double", input=a)
+        await asyncio.sleep(pause)
         return a * 2
 
     b: int = await context.run("double", double)
 
     async def describe() -> str:
         record("step", context, step="describe", input=b)
+        await asyncio.sleep(pause)
         return f"result:{b}"
 
     c: str = await context.run("describe", describe)

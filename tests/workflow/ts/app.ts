@@ -115,23 +115,29 @@ app.post("/third-party", async (c) => {
 
 const options = { middlewares: [observer] };
 
-type Numbers = { n: number };
+type Numbers = { n: number; pauseMs?: number };
+
+// A step that takes a while, so a test can kill Homing while it runs.
+const pause = (ms: number | undefined) => new Promise((resolve) => setTimeout(resolve, ms ?? 0));
 
 app.post(
   "/wf/sequential",
   serve<Numbers>(async (context) => {
     const runId = context.workflowRunId;
-    const { n } = context.requestPayload;
-    const a = await context.run("add-one", () => {
+    const { n, pauseMs } = context.requestPayload;
+    const a = await context.run("add-one", async () => {
       record("step", { workflow: "sequential", runId, step: "add-one", input: n });
+      await pause(pauseMs);
       return n + 1;
     });
-    const b = await context.run("double", () => {
+    const b = await context.run("double", async () => {
       record("step", { workflow: "sequential", runId, step: "double", input: a });
+      await pause(pauseMs);
       return a * 2;
     });
-    const c = await context.run("describe", () => {
+    const c = await context.run("describe", async () => {
       record("step", { workflow: "sequential", runId, step: "describe", input: b });
+      await pause(pauseMs);
       return `result:${b}`;
     });
     return { a, b, c };
