@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.multinode.support import Nodes
+from tests.multinode.support import Credentials
 from tests.reliability.support import HomingProcess
 from tests.support.server import PostgresSchemas, postgres_or_skip
 from tests.support.waiting import eventually
@@ -256,12 +256,22 @@ def test_two_postgres_nodes_complete_each_run_once(tmp_path: Path) -> None:
     postgres_or_skip()
     require_ts_app()
     schemas = PostgresSchemas()
-    nodes = Nodes(tmp_path)
+    creds = Credentials()
+    database = schemas.url_for("workflow")
+    flags = ["--host", "127.0.0.1", "--database", database, "--token", creds.token,
+             "--current-signing-key", creds.current_key, "--next-signing-key", creds.next_key,
+             "--allow-private-destinations", "--shutdown-timeout", "2"]  # fmt: skip
+    nodes = [
+        HomingProcess(tmp_path / f"node{i}", tmp_path / f"node{i}.log", mode="serve", extra=flags)
+        for i in range(2)
+    ]
     try:
-        first, _second = nodes.start(schemas.url_for("workflow"), 2)
-        c = nodes.creds
-        env = qstash_env(first.base_url, c.token, c.current_key, c.next_key)
-        with ts_app(tmp_path, env, name="ts-two-nodes", diagnostics=first.log_tail) as app:
+        for node in nodes:  # one after the other: the first one migrates the schema
+            node.start()
+        # The app publishes through the first node; either node may deliver any step.
+        env = qstash_env(nodes[0].base_url, creds.token, creds.current_key, creds.next_key)
+        diagnostics = lambda: "\n".join(homing_tail(n) for n in nodes)  # noqa: E731
+        with ts_app(tmp_path, env, name="ts-two-nodes", diagnostics=diagnostics) as app:
             sequential = [app.trigger("sequential", {"n": n}) for n in range(3)]
             parallel = [app.trigger("parallel", {"n": n}) for n in range(2)]
 
@@ -277,6 +287,9 @@ def test_two_postgres_nodes_complete_each_run_once(tmp_path: Path) -> None:
             for run in parallel:
                 assert sorted(app.steps(run)) == ["p1", "p2", "p3", "sum"]
                 assert len(app.events(run, "completed")) == 1
+            served = {d["messageId"] for d in app.deliveries()}
+            print(f"two nodes: {len(served)} deliveries for {len(sequential) + len(parallel)} runs")
     finally:
-        nodes.close()
+        for node in nodes:
+            node.stop()
         schemas.drop()

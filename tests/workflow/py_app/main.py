@@ -177,7 +177,9 @@ async def caller(context: AsyncWorkflowContext[dict[str, Any]]) -> None:
         "call-third-party",
         url=f"{BASE_URL}/third-party",
         method="POST",
-        body={"word": context.request_payload["word"]},
+        # The call's result arrives as a delivery whose payload is the callback document, and
+        # the SDK replays the route up to here on it: read the payload defensively.
+        body={"word": context.request_payload.get("word")},
         headers={"X-Test-Header": "sent-by-workflow", "Content-Type": "application/json"},
     )
 
