@@ -10,6 +10,7 @@ It has no parallel steps and no cancel, so those are only in the TypeScript suit
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -17,8 +18,15 @@ import pytest
 from qstash import QStash
 
 from tests.reliability.support import HomingProcess
+from tests.support.receiver import Receiver, Reply
 from tests.support.server import DEV_TOKEN
 from tests.workflow.support import WorkflowApp, py_app, qstash_env
+
+THIRD_PARTY_REPLY = Reply(
+    201,
+    b'{"echoed":true,"greeting":"hello"}',
+    {"X-Reply": "from-receiver", "Content-Type": "application/json"},
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +42,27 @@ def homing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomingProcess]:
 
 
 @pytest.fixture(scope="module")
-def app(homing: HomingProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkflowApp]:
+def third_party() -> Iterator[Receiver]:
+    """The endpoint `context.call` reaches: a receiver in the test, with a distinctive answer."""
+    receiver = Receiver()
+    receiver.on("/third-party", lambda _: THIRD_PARTY_REPLY)
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+@pytest.fixture(scope="module")
+def app(
+    homing: HomingProcess, third_party: Receiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkflowApp]:
     tmp = tmp_path_factory.mktemp("app-py")
 
     def homing_tail() -> str:
         return "--- last output of homing ---\n" + "\n".join(homing.log_text().splitlines()[-40:])
 
-    with py_app(tmp, qstash_env(homing.base_url), diagnostics=homing_tail) as found:
+    env = qstash_env(homing.base_url) | {"THIRD_PARTY_URL": third_party.url("/third-party")}
+    with py_app(tmp, env, diagnostics=homing_tail) as found:
         yield found
 
 
@@ -77,20 +99,22 @@ def test_sleep_and_sleep_until_wait_before_the_next_step(app: WorkflowApp, qstas
 
 
 def test_call_reaches_the_endpoint_and_its_response_comes_back(
-    app: WorkflowApp, qstash: QStash
+    app: WorkflowApp, third_party: Receiver, qstash: QStash
 ) -> None:
     run = app.publish_run(qstash, "caller", {"word": "hello"})
 
     app.completed(run)
 
-    [seen] = app.events(kind="third-party")[-1:]
-    assert seen["method"] == "POST"
-    assert seen["header"] == "sent-by-workflow"
-    assert '"word":"hello"' in seen["body"].replace(" ", "")
+    [seen] = third_party.to("/third-party")
+    assert seen.method == "POST"
+    assert seen.headers["X-Test-Header"] == "sent-by-workflow"
+    assert json.loads(seen.body) == {"word": "hello"}
+    # The call is the app's request, not a workflow step: no step protocol reaches the third party.
+    assert "Upstash-Workflow-Sdk-Version" not in seen.headers
     [result] = app.events(run, "call-result")
     assert result["status"] == 201
     headers = {k.lower(): v for k, v in result["header"].items()}
-    assert headers["x-reply"] == ["from-py"]
+    assert headers["x-reply"] == ["from-receiver"]
     assert result["body"] == {"echoed": True, "greeting": "hello"}
 
 

@@ -26,7 +26,8 @@ from upstash_workflow import AsyncWorkflowContext
 from upstash_workflow.fastapi import Serve
 
 PORT = int(os.environ.get("PORT", "8000"))
-BASE_URL = os.environ.get("UPSTASH_WORKFLOW_URL", f"http://127.0.0.1:{PORT}")
+# The third party that `context.call` reaches: the test's own receiver.
+THIRD_PARTY_URL = os.environ.get("THIRD_PARTY_URL", "http://127.0.0.1:9/third-party")
 
 app = FastAPI()
 serve = Serve(app)
@@ -92,21 +93,6 @@ async def list_events() -> JSONResponse:
 @app.get("/__test/deliveries")
 async def list_deliveries() -> JSONResponse:
     return JSONResponse({"deliveries": deliveries})
-
-
-@app.post("/third-party")
-async def third_party(request: Request) -> JSONResponse:
-    """The endpoint `context.call` reaches: its status, header and body must come back."""
-    record(
-        "third-party",
-        None,
-        method=request.method,
-        header=request.headers.get("x-test-header"),
-        body=(await request.body()).decode(),
-    )
-    return JSONResponse(
-        {"echoed": True, "greeting": "hello"}, status_code=201, headers={"X-Reply": "from-py"}
-    )
 
 
 @serve.post("/wf/sequential")
@@ -175,7 +161,7 @@ async def caller(context: AsyncWorkflowContext[dict[str, Any]]) -> None:
     record("invoked", context)
     response = await context.call(
         "call-third-party",
-        url=f"{BASE_URL}/third-party",
+        url=THIRD_PARTY_URL,
         method="POST",
         # The call's result arrives as a delivery whose payload is the callback document, and
         # the SDK replays the route up to here on it: read the payload defensively.

@@ -11,6 +11,8 @@ import { Hono } from "hono";
 const port = Number(process.env.PORT ?? 3000);
 const baseUrl = process.env.UPSTASH_WORKFLOW_URL ?? `http://127.0.0.1:${port}`;
 const devMode = process.env.QSTASH_DEV === "true" || process.env.QSTASH_DEV === "1";
+// The third party that `context.call` reaches: the test's own receiver.
+const thirdPartyUrl = process.env.THIRD_PARTY_URL ?? "http://127.0.0.1:9/third-party";
 
 type Entry = Record<string, unknown> & { kind: string; at: number };
 const events: Entry[] = [];
@@ -101,18 +103,6 @@ app.post("/admin/cancel", async (c) => {
   return c.json(await client.cancel(ids));
 });
 
-// The third party of `context.call`: answers with a status, a header and a body that the
-// workflow must get back unchanged.
-app.post("/third-party", async (c) => {
-  record("third-party", {
-    method: c.req.method,
-    header: c.req.header("x-test-header") ?? null,
-    body: await c.req.text(),
-  });
-  c.header("X-Reply", "from-third-party");
-  return c.json({ echoed: true, greeting: "hello" }, 201);
-});
-
 const options = { middlewares: [observer] };
 
 type Numbers = { n: number; pauseMs?: number };
@@ -194,7 +184,7 @@ app.post(
   serve<{ word: string }>(async (context) => {
     const runId = context.workflowRunId;
     const response = await context.call<{ echoed: boolean; greeting: string }>("call-third-party", {
-      url: `${baseUrl}/third-party`,
+      url: thirdPartyUrl,
       method: "POST",
       body: { word: context.requestPayload.word },
       headers: { "X-Test-Header": "sent-by-workflow", "Content-Type": "application/json" },
