@@ -23,6 +23,8 @@ import pytest
 from qstash import QStash
 
 from tests.examples.harness import Process, base_env
+from tests.reliability.support import HomingProcess
+from tests.support.receiver import Reply
 from tests.support.server import DEV_CURRENT_KEY, DEV_NEXT_KEY, DEV_TOKEN, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +34,15 @@ PY_DIR = HERE / "py_app"
 IN_CI = bool(os.environ.get("CI"))  # read at import: tests/conftest.py hides variables later
 
 Entry = dict[str, Any]
+
+# The third party that `context.call` reaches (a receiver in the test) and its answer, which
+# must come back to the workflow unchanged.
+THIRD_PARTY_PATH = "/third-party"
+THIRD_PARTY_REPLY = Reply(
+    201,
+    b'{"echoed":true,"greeting":"hello"}',
+    {"X-Reply": "from-receiver", "Content-Type": "application/json"},
+)
 
 
 def require_ts_app(app_dir: Path = TS_DIR) -> None:
@@ -56,6 +67,12 @@ def qstash_env(homing_url: str, token: str = DEV_TOKEN, current: str = DEV_CURRE
         "QSTASH_CURRENT_SIGNING_KEY": current,
         "QSTASH_NEXT_SIGNING_KEY": next_,
     }
+
+
+def homing_tail(homing: HomingProcess, lines: int = 40) -> str:
+    """The end of a Homing process's output, for a failing test's message."""
+    text = homing.log_text().splitlines()[-lines:]
+    return "--- last output of homing ---\n" + "\n".join(text)
 
 
 def dev_mode_env(homing_url: str) -> dict[str, str]:

@@ -18,38 +18,9 @@ import pytest
 from qstash import QStash
 
 from tests.reliability.support import HomingProcess
-from tests.support.receiver import Receiver, Reply
+from tests.support.receiver import Receiver
 from tests.support.server import DEV_TOKEN
-from tests.workflow.support import WorkflowApp, py_app, qstash_env
-
-THIRD_PARTY_REPLY = Reply(
-    201,
-    b'{"echoed":true,"greeting":"hello"}',
-    {"X-Reply": "from-receiver", "Content-Type": "application/json"},
-)
-
-
-@pytest.fixture(scope="module")
-def homing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomingProcess]:
-    tmp = tmp_path_factory.mktemp("homing-py")
-    # Retry backoff scaled down so a failed attempt is retried within the test's patience.
-    server = HomingProcess(tmp / "data", tmp / "homing.log", extra=["--backoff-scale", "0.01"])
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def third_party() -> Iterator[Receiver]:
-    """The endpoint `context.call` reaches: a receiver in the test, with a distinctive answer."""
-    receiver = Receiver()
-    receiver.on("/third-party", lambda _: THIRD_PARTY_REPLY)
-    try:
-        yield receiver
-    finally:
-        receiver.close()
+from tests.workflow.support import THIRD_PARTY_PATH, WorkflowApp, homing_tail, py_app, qstash_env
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +29,8 @@ def app(
 ) -> Iterator[WorkflowApp]:
     tmp = tmp_path_factory.mktemp("app-py")
 
-    def homing_tail() -> str:
-        return "--- last output of homing ---\n" + "\n".join(homing.log_text().splitlines()[-40:])
-
-    env = qstash_env(homing.base_url) | {"THIRD_PARTY_URL": third_party.url("/third-party")}
-    with py_app(tmp, env, diagnostics=homing_tail) as found:
+    env = qstash_env(homing.base_url) | {"THIRD_PARTY_URL": third_party.url(THIRD_PARTY_PATH)}
+    with py_app(tmp, env, diagnostics=lambda: homing_tail(homing)) as found:
         yield found
 
 
@@ -105,7 +73,7 @@ def test_call_reaches_the_endpoint_and_its_response_comes_back(
 
     app.completed(run)
 
-    [seen] = third_party.to("/third-party")
+    [seen] = third_party.to(THIRD_PARTY_PATH)
     assert seen.method == "POST"
     assert seen.headers["X-Test-Header"] == "sent-by-workflow"
     assert json.loads(seen.body) == {"word": "hello"}

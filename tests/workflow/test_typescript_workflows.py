@@ -20,48 +20,20 @@ import pytest
 
 from tests.multinode.support import Credentials
 from tests.reliability.support import HomingProcess
-from tests.support.receiver import Receiver, Reply
+from tests.support.receiver import Receiver
 from tests.support.server import PostgresSchemas, postgres_or_skip
 from tests.support.waiting import eventually
 from tests.workflow.support import (
     EXAMPLE_DIR,
+    THIRD_PARTY_PATH,
     WorkflowApp,
     dev_mode_env,
+    homing_tail,
     qstash_env,
     require_ts_app,
     running_app,
     ts_app,
 )
-
-THIRD_PARTY_REPLY = Reply(
-    201,
-    b'{"echoed":true,"greeting":"hello"}',
-    {"X-Reply": "from-receiver", "Content-Type": "application/json"},
-)
-
-
-@pytest.fixture(scope="module")
-def homing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomingProcess]:
-    require_ts_app()
-    tmp = tmp_path_factory.mktemp("homing-ts")
-    # Retry backoff scaled down so a failed attempt is retried within the test's patience.
-    server = HomingProcess(tmp / "data", tmp / "homing.log", extra=["--backoff-scale", "0.01"])
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def third_party() -> Iterator[Receiver]:
-    """The endpoint `context.call` reaches: a receiver in the test, with a distinctive answer."""
-    receiver = Receiver()
-    receiver.on("/third-party", lambda _: THIRD_PARTY_REPLY)
-    try:
-        yield receiver
-    finally:
-        receiver.close()
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +41,9 @@ def app(
     homing: HomingProcess, third_party: Receiver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkflowApp]:
     tmp = tmp_path_factory.mktemp("app-ts")
-    env = qstash_env(homing.base_url) | {"THIRD_PARTY_URL": third_party.url("/third-party")}
+    env = qstash_env(homing.base_url) | {"THIRD_PARTY_URL": third_party.url(THIRD_PARTY_PATH)}
     with ts_app(tmp, env, diagnostics=lambda: homing_tail(homing)) as found:
         yield found
-
-
-def homing_tail(homing: HomingProcess, lines: int = 40) -> str:
-    text = homing.log_text().splitlines()[-lines:]
-    return "--- last output of homing ---\n" + "\n".join(text)
 
 
 def test_three_sequential_steps_pass_their_values_and_the_run_completes(app: WorkflowApp) -> None:
@@ -122,7 +89,7 @@ def test_call_reaches_the_endpoint_and_its_response_comes_back(
 
     app.completed(run)
 
-    [seen] = third_party.to("/third-party")
+    [seen] = third_party.to(THIRD_PARTY_PATH)
     assert seen.method == "POST"
     assert seen.headers["X-Test-Header"] == "sent-by-workflow"
     assert json.loads(seen.body) == {"word": "hello"}
