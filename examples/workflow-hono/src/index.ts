@@ -43,7 +43,8 @@ app.post(
       const mail = await context.call("send-welcome", {
         url: `${appUrl}/fake-mailer`,
         method: "POST",
-        body: { to: email, template: "welcome" },
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ to: email, template: "welcome" }),
       });
       await context.sleep("let-them-explore", Number(process.env.ONBOARDING_PAUSE_SECONDS ?? 2));
       const summary = await context.run("summarize", () => ({ user: user.id, mailStatus: mail.status }));

@@ -186,7 +186,7 @@ app.post(
     const response = await context.call<{ echoed: boolean; greeting: string }>("call-third-party", {
       url: thirdPartyUrl,
       method: "POST",
-      body: { word: context.requestPayload.word },
+      body: JSON.stringify({ word: context.requestPayload.word }),
       headers: { "X-Test-Header": "sent-by-workflow", "Content-Type": "application/json" },
     });
     await context.run("seen", () => {
