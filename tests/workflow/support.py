@@ -95,10 +95,17 @@ class WorkflowApp:
     def url(self, workflow: str) -> str:
         return f"{self.base_url}/wf/{workflow}"
 
-    def trigger(self, workflow: str, body: Any = None, *, retries: int | None = None) -> str:
+    def trigger(self, workflow: str, body: Any = None, *, retries: int | None = None,
+                failure_url: str | None = None) -> str:  # fmt: skip
         """Start a run with the SDK's `client.trigger` (TypeScript app); returns its run id."""
         answer = self.http.post(
-            "/admin/trigger", json={"workflow": workflow, "body": body, "retries": retries}
+            "/admin/trigger",
+            json={
+                "workflow": workflow,
+                "body": body,
+                "retries": retries,
+                "failureUrl": failure_url,
+            },
         )
         assert answer.status_code == 200, f"trigger {workflow}: {answer.status_code} {answer.text}"
         run_id: str = answer.json()["workflowRunId"]

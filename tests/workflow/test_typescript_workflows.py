@@ -10,6 +10,7 @@ and the PostgreSQL test runs its own two `homing serve` nodes.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -116,6 +117,25 @@ def test_a_failing_step_without_retries_reaches_the_failure_function_once(
     assert app.steps(run) == ["explode"]
     assert len(app.events(run, "failure-function")) == 1
     assert app.events(run, "completed") == []
+
+
+def test_a_failure_url_gets_the_failure_of_the_run_once(
+    app: WorkflowApp, third_party: Receiver
+) -> None:
+    run = app.trigger("failing", {"order": 7}, retries=0, failure_url=third_party.url("/failed"))
+
+    [call] = third_party.wait_for(1, "/failed")
+
+    failure = json.loads(call.body)
+    assert failure["workflowRunId"] == run
+    assert failure["status"] == 500
+    assert f"boom in {run}" in json.loads(base64.b64decode(failure["body"]))["message"]
+    assert json.loads(base64.b64decode(failure["sourceBody"])) == {"order": 7}
+    assert call.headers["Upstash-Workflow-Is-Failure"] == "true"
+    time.sleep(1.0)  # no second call, and the app's own failure function is not involved
+    assert len(third_party.to("/failed")) == 1
+    assert app.events(run, "failure-function") == []
+    assert app.steps(run) == ["explode"]
 
 
 def test_a_canceled_sleeping_run_never_runs_its_later_steps(app: WorkflowApp) -> None:

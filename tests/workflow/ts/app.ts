@@ -88,12 +88,12 @@ app.use("/wf/*", async (c, next) => {
 // The test starts every run through the SDK's client, as an app would: with the signing keys
 // set, `serve` refuses a direct POST, so a run starts only from a delivery Homing signed.
 app.post("/admin/trigger", async (c) => {
-  const { workflow, body, retries, runId } = await c.req.json();
+  const { workflow, body, retries, failureUrl } = await c.req.json();
   const answer = await client.trigger({
     url: `${baseUrl}/wf/${workflow}`,
     body,
     retries: retries ?? undefined,
-    workflowRunId: runId ?? undefined,
+    failureUrl: failureUrl ?? undefined,
   });
   return c.json(answer);
 });
