@@ -21,8 +21,9 @@ from tests.support.http import api
 from tests.support.receiver import Received, Receiver, Reply
 from tests.support.server import RunningServer
 from tests.support.waiting import eventually
+from tests.support.workflows import FEATURES_JS, publish_step, step_headers
+from tests.support.workflows import start_run as start
 
-FEATURES_JS = "LazyFetch,InitialBody,WF_DetectTrigger,WF_TriggerOnConfig"
 WORKFLOW_REPLY = Reply(200, b'{"ok":true}', {"Upstash-Workflow-Sdk-Version": "1"})
 
 
@@ -34,40 +35,6 @@ def http(server: RunningServer) -> Iterator[httpx.Client]:
 
 def b64(data: bytes | str) -> str:
     return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
-
-
-def step_headers(run_id: str, url: str, *, init: bool, **more: str) -> dict[str, str]:
-    """The control headers every JS SDK step or init carries (lower-case, as in its batches)."""
-    return {
-        "upstash-workflow-init": "true" if init else "false",
-        "upstash-workflow-runid": run_id,
-        "upstash-workflow-url": url,
-        "upstash-feature-set": FEATURES_JS,
-        "upstash-workflow-sdk-version": "1",
-        "upstash-forward-upstash-workflow-sdk-version": "1",
-        "upstash-method": "POST",
-        "content-type": "application/json",
-        **more,
-    }
-
-
-def start(http: httpx.Client, run_id: str, url: str, payload: str, **more: str) -> str:
-    headers = step_headers(run_id, url, init=True, **more)
-    answer = http.post(
-        "/v2/batch", json=[{"destination": url, "headers": headers, "body": payload}]
-    )
-    assert answer.status_code == 201, answer.text
-    message_id: str = answer.json()[0]["messageId"]
-    return message_id
-
-
-def publish_step(
-    http: httpx.Client, run_id: str, url: str, step: dict[str, Any], **more: str
-) -> httpx.Response:
-    headers = step_headers(run_id, url, init=False, **more)
-    return http.post(
-        "/v2/batch", json=[{"destination": url, "headers": headers, "body": json.dumps(step)}]
-    )
 
 
 def step_list(req: Received) -> list[dict[str, str]]:
