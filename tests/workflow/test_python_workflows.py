@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from qstash import QStash
 
+from tests.multinode.support import Credentials
 from tests.reliability.support import HomingProcess
 from tests.support.receiver import Receiver
-from tests.support.server import DEV_TOKEN
+from tests.support.server import DEV_TOKEN, PostgresSchemas, postgres_or_skip
 from tests.workflow.support import THIRD_PARTY_PATH, WorkflowApp, homing_tail, py_app, qstash_env
 
 
@@ -160,3 +162,41 @@ def test_kill_9_during_a_sleep_loses_nothing_and_repeats_no_step(
     done = app.completed(run, timeout=45)
     assert done["result"]["napped"] - done["result"]["started"] >= 2.0
     assert app.steps(run) == ["before", "after-sleep", "after-sleep-until"]
+
+
+# -- two `homing serve` nodes on one PostgreSQL schema -----------------------------------------
+
+
+def test_two_postgres_nodes_complete_each_run_once(tmp_path: Path) -> None:
+    postgres_or_skip()
+    schemas = PostgresSchemas()
+    creds = Credentials()
+    database = schemas.url_for("workflow_py")
+    flags = ["--host", "127.0.0.1", "--database", database, "--token", creds.token,
+             "--current-signing-key", creds.current_key, "--next-signing-key", creds.next_key,
+             "--allow-private-destinations", "--shutdown-timeout", "2"]  # fmt: skip
+    nodes = [
+        HomingProcess(tmp_path / f"node{i}", tmp_path / f"node{i}.log", mode="serve", extra=flags)
+        for i in range(2)
+    ]
+    try:
+        for node in nodes:  # one after the other: the first one migrates the schema
+            node.start()
+        # The runs are published through the first node; either node may deliver any step.
+        env = qstash_env(nodes[0].base_url, creds.token, creds.current_key, creds.next_key)
+        diagnostics = lambda: "\n".join(homing_tail(n) for n in nodes)  # noqa: E731
+        qstash = QStash(creds.token, base_url=nodes[0].base_url)
+        with py_app(tmp_path, env, name="py-two-nodes", diagnostics=diagnostics) as app:
+            runs = [app.publish_run(qstash, "sequential", {"n": n}) for n in range(3)]
+
+            for n, run in enumerate(runs):
+                assert app.completed(run, timeout=30)["result"]["a"] == n + 1
+
+            time.sleep(0.5)  # a duplicate delivery by the other node would show up by now
+            for run in runs:
+                assert app.steps(run) == ["add-one", "double", "describe"]
+                assert len(app.events(run, "completed")) == 1
+    finally:
+        for node in nodes:
+            node.stop()
+        schemas.drop()
