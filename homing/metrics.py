@@ -88,6 +88,13 @@ class Metrics:
             ["event"],
             registry=r,
         )
+        self.workflow_invokes = Counter(
+            "homing_workflow_invokes",
+            "context.invoke: child runs started, results returned to the invoking run, and "
+            "results that found no active invoking run (unrouted)",
+            ["event"],
+            registry=r,
+        )
         self.workflow_steps_delivered = Counter(
             "homing_workflow_steps_delivered",
             "Deliveries of workflow steps (the step list) to workflow endpoints",
@@ -119,6 +126,10 @@ class Metrics:
         """A run started, succeeded, failed or was canceled."""
         if count:
             self.workflow_runs.labels(event).inc(count)
+
+    def record_invoke(self, event: str) -> None:
+        """An invoked child run started, or its end was returned (or not) to its invoker."""
+        self.workflow_invokes.labels(event).inc()
 
     def record_publish(self, account: str, urls: list[str]) -> None:
         for url in urls:

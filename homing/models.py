@@ -421,6 +421,18 @@ class WorkflowTag:
 
 
 @dataclass(frozen=True, slots=True)
+class Invoker:
+    """The run that started a run with `context.invoke`: where the child's result goes, as the
+    invoke publish described it (the parent's publish headers and its step, JSON)."""
+
+    run_id: str
+    url: str
+    created_ms: int
+    headers: Headers = field(default_factory=dict)
+    step: bytes = b"{}"
+
+
+@dataclass(frozen=True, slots=True)
 class RunConfig:
     """What the init message configured for the whole run (`WF_TriggerOnConfig`)."""
 
@@ -431,6 +443,7 @@ class RunConfig:
     flow: FlowControl | None = None
     failure_callback: CallbackSpec | None = None
     redact: Redaction = Redaction()
+    invoker: Invoker | None = None  # a child run started by `context.invoke`
 
 
 @dataclass(frozen=True, slots=True)

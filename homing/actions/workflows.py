@@ -7,12 +7,13 @@ stores what they decided.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from homing.actions.context import Services
-from homing.errors import PreconditionFailed
+from homing.delivery.workflows import route_to_invoker
 from homing.headers import PublishOptions
 from homing.models import (
     CallType,
@@ -25,7 +26,7 @@ from homing.models import (
     RunState,
     RunStep,
 )
-from homing.workflow import runs, steps
+from homing.workflow import invoke, runs, steps
 from homing.workflow.control import Control
 
 # Runs ended per round of a bulk cancel.
@@ -61,13 +62,12 @@ async def plan(
     options: PublishOptions,
 ) -> RunPlan:
     """Decide what a publish carrying workflow control headers stores."""
-    if control.invoke:
-        raise PreconditionFailed(
-            "invoke (context.invoke) is not supported by Homing yet: the run cannot start a "
-            "child workflow"
-        )
     if control.init:
         config = runs.config_of(options, control.features, message.spec.headers)
+        if control.invoke:
+            invoker, payload = invoke.read_request(message.body, message.spec.headers)
+            config = dataclasses.replace(config, invoker=invoker)
+            message = dataclasses.replace(message, body=payload)
         init = runs.init_message(message, control, config)
         new_run = NewRun(
             account_id=account_id,
@@ -107,6 +107,8 @@ async def store(
             )
             if not result.deduplicated:
                 svc.metrics.record_run("started")
+                if p.new_run.config.invoker is not None:
+                    svc.metrics.record_invoke("started")
             results[index] = result
         else:
             groups.setdefault(p.run_id, []).append(index)
@@ -142,7 +144,24 @@ async def end_run(
         svc.metrics.record_run("canceled" if cancel else "succeeded")
         if cancel:
             await _cancel_pending(svc, account_id, end.message_ids, now)
+        ended = await svc.storage.list_runs(
+            account_id, filter=RunFilter(run_ids=(run_id,)), cursor=None, count=1
+        )
+        if ended.items:
+            await _to_invoker(svc, ended.items[0], state, None if cancel else result)
     runs.end_answer(end, state)
+
+
+async def _to_invoker(svc: Services, run: Run, state: RunState, result: bytes | None) -> None:
+    await route_to_invoker(
+        svc.storage,
+        run,
+        state,
+        result,
+        now_ms=svc.clock.now_ms(),
+        limits=svc.settings.limits,
+        metrics=svc.metrics,
+    )
 
 
 async def _cancel_pending(
@@ -183,6 +202,7 @@ async def cancel_runs(svc: Services, account_id: str, filter: RunFilter, limit: 
             if end.changed:
                 canceled += 1
                 await _cancel_pending(svc, account_id, end.message_ids, now)
+                await _to_invoker(svc, run, RunState.CANCELED, None)
         if page.cursor is None:
             break
         cursor = page.cursor

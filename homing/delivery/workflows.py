@@ -13,6 +13,8 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
+from homing import ids
+from homing.headers import Limits
 from homing.metrics import Metrics
 from homing.models import (
     AttemptOutcome,
@@ -24,9 +26,61 @@ from homing.models import (
     RunState,
 )
 from homing.storage.base import Storage
-from homing.workflow import runs, steps
+from homing.workflow import invoke, runs, steps
 
 log = logging.getLogger(__name__)
+
+
+async def route_to_invoker(
+    storage: Storage,
+    run: Run,
+    state: RunState,
+    result: bytes | None,
+    *,
+    now_ms: int,
+    limits: Limits,
+    metrics: Metrics | None,
+) -> None:
+    """A child run started by `context.invoke` has ended (its caller made the transition, so
+    this runs once per child): its end becomes the `Invoke` step of the parent run. A parent
+    that has ended meanwhile gets nothing (its step list is closed)."""
+    invoker = run.config.invoker
+    if invoker is None:
+        return
+    page = await storage.list_runs(
+        run.account_id,
+        filter=RunFilter(run_ids=(invoker.run_id,), states=(RunState.STARTED,)),
+        cursor=None,
+        count=1,
+    )
+    parent = page.items[0] if page.items else None
+    append = None
+    if parent is not None:
+        append = invoke.result_append(
+            invoker, parent, state, result, now_ms=now_ms, new_id=ids.message_id, limits=limits
+        )
+    stored = None
+    if parent is not None and append is not None:
+        stored = await storage.append_to_run(
+            run.account_id, parent.run_id, [append], now_ms=now_ms, dedup_window_ms=0
+        )
+    outcome = "returned" if stored is not None else "unrouted"
+    if metrics is not None:
+        metrics.record_invoke(outcome)
+    log.info(
+        "workflow run %s (invoked by %s) ended %s; result %s",
+        run.run_id,
+        invoker.run_id,
+        state.value,
+        outcome,
+        extra={
+            "event": "workflow.invoke_result",
+            "run_id": run.run_id,
+            "invoker_run_id": invoker.run_id,
+            "state": state.value,
+            "routed": stored is not None,
+        },
+    )
 
 
 class RunDeliveries:
@@ -36,8 +90,10 @@ class RunDeliveries:
         *,
         metrics: Metrics | None,
         max_callback_body: int,
+        limits: Limits | None = None,
     ) -> None:
         self.storage = storage
+        self.limits = limits or Limits()
         self.metrics = metrics
         self.max_callback_body = max_callback_body
 
@@ -113,6 +169,15 @@ class RunDeliveries:
             return
         if self.metrics is not None:
             self.metrics.record_run("failed")
+        await route_to_invoker(
+            self.storage,
+            run,
+            RunState.FAILED,
+            None,
+            now_ms=now_ms,
+            limits=self.limits,
+            metrics=self.metrics,
+        )
         log.info(
             "workflow run %s failed: %s",
             tag.run_id,

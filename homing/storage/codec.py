@@ -18,6 +18,7 @@ from homing.models import (
     CallbackSpec,
     DeliverySpec,
     FlowControl,
+    Invoker,
     MessageKind,
     MessageState,
     Redaction,
@@ -243,6 +244,9 @@ def encode_run_config(config: RunConfig) -> bytes:
     if config.redact.any:
         red = config.redact
         doc["red"] = [red.body, red.all_headers, sorted(red.header_names)]
+    if config.invoker is not None:
+        inv = config.invoker
+        doc["inv"] = [inv.run_id, inv.url, inv.created_ms, inv.headers, inv.step.decode()]
     return orjson.dumps(doc)
 
 
@@ -250,6 +254,7 @@ def decode_run_config(raw: bytes | str) -> RunConfig:
     doc = orjson.loads(raw)
     red = doc.get("red")
     flow = doc.get("fl")
+    inv = doc.get("inv")
     return RunConfig(
         headers=doc["h"],
         features=tuple(doc["f"]),
@@ -258,6 +263,7 @@ def decode_run_config(raw: bytes | str) -> RunConfig:
         flow=FlowControl(flow[0], flow[1], flow[2], flow[3]) if flow else None,
         failure_callback=_callback(doc.get("fcb")),
         redact=Redaction(red[0], red[1], frozenset(red[2])) if red else Redaction(),
+        invoker=Invoker(inv[0], inv[1], inv[2], inv[3], inv[4].encode()) if inv else None,
     )
 
 

@@ -288,15 +288,6 @@ def test_features_homing_lacks_are_named_in_the_answer(http: httpx.Client) -> No
         answer = http.request(method, path)
         assert answer.status_code == 501, (path, answer.text)
         assert "not supported by Homing yet" in answer.json()["error"]
-    invoke = {
-        "destination": "http://127.0.0.1:9/child",
-        "headers": {
-            **step_headers("wfr_child", "http://127.0.0.1:9/child", init=True),
-            "upstash-workflow-invoke": "true",
-        },
-    }
-    answer = http.post("/v2/batch", json=[invoke])
-    assert answer.status_code == 412 and "invoke" in answer.json()["error"]
 
 
 def test_a_limit_broken_inside_a_run_is_a_412(http: httpx.Client, receiver: Receiver) -> None:

@@ -5,7 +5,7 @@
 import { serve as serveNode } from "@hono/node-server";
 import { Receiver } from "@upstash/qstash";
 import { Client, WorkflowMiddleware } from "@upstash/workflow";
-import { serve } from "@upstash/workflow/hono";
+import { createWorkflow, serve, serveMany } from "@upstash/workflow/hono";
 import { Hono } from "hono";
 
 const port = Number(process.env.PORT ?? 3000);
@@ -266,6 +266,45 @@ app.post(
       },
     },
   ),
+);
+
+// context.invoke: the parent invokes a child that returns a value and one that fails; serveMany
+// names each workflow by its last path segment, which is how the SDK derives a child's URL.
+const invokeChild = createWorkflow<{ n: number }, { doubled: number }>(async (context) => {
+  const doubled = await context.run("double", () => context.requestPayload.n * 2);
+  return { doubled };
+}, options);
+
+const invokeFailing = createWorkflow<{ n: number }>(async (context) => {
+  await context.run("explode", () => {
+    throw new Error(`child refused ${context.requestPayload.n}`);
+  });
+}, options);
+
+const invokeParent = createWorkflow<{ n: number }>(async (context) => {
+  const runId = context.workflowRunId;
+  const ok = await context.invoke("call-child", {
+    workflow: invokeChild,
+    body: { n: context.requestPayload.n },
+    retries: 0,
+  });
+  const failed = await context.invoke("call-failing", {
+    workflow: invokeFailing,
+    body: { n: context.requestPayload.n },
+    retries: 0,
+  });
+  await context.run("record", () => {
+    record("invoke-results", { workflow: "invoke-parent", runId, ok, failed });
+  });
+}, options);
+
+app.post(
+  "/wf/invoke/:workflowId",
+  serveMany({
+    "invoke-parent": invokeParent,
+    "invoke-child": invokeChild,
+    "invoke-failing": invokeFailing,
+  }),
 );
 
 serveNode({ fetch: app.fetch, port, hostname: "127.0.0.1" }, () => {
