@@ -21,6 +21,7 @@ from homing.api import (
     queues,
     schedules,
     url_groups,
+    workflow_client,
     workflows,
 )
 from homing.api.errors import client_disconnected, homing_error
@@ -117,12 +118,15 @@ ROUTES = [
     Route("/v2/waiters/{rest:path}", workflows.waiters, methods=["GET"]),
     Route("/v2/workflows/events", workflows.workflow_logs, methods=["GET"]),
     Route("/v2/workflows/logs", workflows.workflow_logs, methods=["GET"]),
-    Route("/v2/workflows/dlq", workflows.workflow_dlq, methods=["GET", "DELETE"]),
-    Route(
-        "/v2/workflows/dlq/{rest:path}",
-        workflows.workflow_dlq,
-        methods=["GET", "POST", "DELETE"],
-    ),
+    Route("/v2/workflows/dlq", workflow_client.list_entries, methods=["GET"]),
+    Route("/v2/workflows/dlq", workflow_client.delete_many, methods=["DELETE"]),
+    Route("/v2/workflows/dlq/resume", workflow_client.resume, methods=["POST"]),
+    Route("/v2/workflows/dlq/restart", workflow_client.restart, methods=["POST"]),
+    Route("/v2/workflows/dlq/resume/{dlq_id}", workflow_client.resume, methods=["POST"]),
+    Route("/v2/workflows/dlq/restart/{dlq_id}", workflow_client.restart, methods=["POST"]),
+    Route("/v2/workflows/dlq/callback/{dlq_id}", workflow_client.retry_callback, methods=["POST"]),
+    Route("/v2/workflows/dlq/{dlq_id}", workflow_client.get_entry, methods=["GET"]),
+    Route("/v2/workflows/dlq/{dlq_id}", workflow_client.delete_one, methods=["DELETE"]),
     Route("/v2/trigger/{rest:path}", workflows.trigger, methods=["POST"]),
     Route("/v2/batch/trigger", workflows.trigger, methods=["POST"]),
     Route(

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from homing.actions import dlq
 from homing.actions.context import Services
+from homing.api import workflow_client
 from homing.api.context import account
 from homing.errors import InvalidRequest, NotFound
 from homing.headers import parse_options
@@ -32,6 +33,11 @@ def _cursor(raw: str | None) -> str | None:
 
 
 async def list_dlq(request: Request) -> Response:
+    source = request.query_params.get("source")
+    if source is not None:
+        workflow_client.reject_unknown_source(source)
+        if source == "workflow":
+            return await workflow_client.list_entries(request)
     svc, account_id = await account(request)
     params = request.query_params
     for key in ("host", "path"):

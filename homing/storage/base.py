@@ -453,12 +453,22 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def start_run(
-        self, run: NewRun, init: NewMessage, *, now_ms: int, dedup_window_ms: int
+        self,
+        run: NewRun,
+        init: NewMessage,
+        *,
+        now_ms: int,
+        dedup_window_ms: int,
+        copied: Sequence[RunStep] = (),
     ) -> InsertResult:
         """Create a run with its init message (step list position 0, body = the initial
         payload) in one transaction; durable on return. While the account has an active
         (RUN_STARTED) run of the same id, nothing is stored and the result names that run's
-        init message with `deduplicated=True`, on every node at once."""
+        init message with `deduplicated=True`, on every node at once.
+
+        With `copied` (a run resumed from the workflow DLQ) the step list starts with those
+        entries as they are (never delivered again) and `init` follows them, with its own body
+        and call type: the message the failed run stopped at, delivered anew."""
 
     @abc.abstractmethod
     async def append_to_run(

@@ -29,6 +29,8 @@ PURE = (
     "homing.signing",
     "homing.workflow",
     "homing.workflow.control",
+    "homing.workflow.dlq",
+    "homing.workflow.invoke",
     "homing.workflow.runs",
     "homing.workflow.steps",
 )

@@ -6,7 +6,9 @@ The same app as tests/workflow/test_typescript_workflows.py (tests/workflow/ts/a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -43,3 +45,60 @@ def test_an_invoked_child_returns_its_value_and_a_failing_child_its_failure(
     assert results["ok"] == {"body": {"doubled": 42}, "isFailed": False, "isCanceled": False}
     assert results["failed"] == {"isFailed": True, "isCanceled": False}
     app.completed(run)
+
+
+def dlq(app: WorkflowApp, op: str, **fields: str) -> Any:
+    answer = app.http.post("/admin/dlq", json={"op": op, **fields})
+    assert answer.status_code == 200, f"dlq {op}: {answer.status_code} {answer.text}"
+    return answer.json()
+
+
+def failed_run(app: WorkflowApp, tag: str) -> tuple[str, dict[str, Any]]:
+    """A run of `flaky` that failed at its fragile step, and its workflow DLQ entry."""
+    run = app.trigger("flaky", {"tag": tag}, retries=0)
+    app.wait_for("the failure function", lambda: app.events(run, "failure-function"))
+    listed = app.wait_for(
+        "the run's DLQ entry", lambda: dlq(app, "list", runId=run)["messages"], timeout=10
+    )
+    [entry] = listed
+    return run, entry
+
+
+def test_a_failed_run_resumed_from_the_dlq_continues_after_its_last_good_step(
+    app: WorkflowApp,
+) -> None:
+    run, entry = failed_run(app, "resume-me")
+    assert entry["workflowRunId"] == run
+    assert entry["workflowUrl"] == app.url("flaky")
+    assert json.loads(entry["body"]) == {"tag": "resume-me"}
+
+    resumed = dlq(app, "resume", dlqId=entry["dlqId"])
+
+    new_run = resumed["workflowRunId"]
+    assert new_run != run and resumed["workflowCreatedAt"] > 0
+    done = app.completed(new_run)
+    assert done["result"] == "prepared-resume-me-done"
+    assert app.steps(new_run) == ["fragile"]  # "prepare" is not run again
+    assert dlq(app, "list", runId=run)["messages"] == []
+
+
+def test_a_failed_run_restarted_from_the_dlq_runs_from_the_beginning(app: WorkflowApp) -> None:
+    run, entry = failed_run(app, "restart-me")
+
+    restarted = dlq(app, "restart", dlqId=entry["dlqId"])
+
+    new_run = restarted["workflowRunId"]
+    done = app.completed(new_run)
+    assert done["result"] == "prepared-restart-me-done"
+    assert app.steps(new_run) == ["prepare", "fragile"]
+
+
+def test_the_failure_function_of_a_dlq_entry_runs_again_on_request(app: WorkflowApp) -> None:
+    run, entry = failed_run(app, "call-me-again")
+
+    again = dlq(app, "callback", dlqId=entry["dlqId"])
+
+    assert again["workflowRunId"] == run
+    app.wait_for(
+        "the failure function, twice", lambda: app.events(run, "failure-function"), count=2
+    )

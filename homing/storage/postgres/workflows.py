@@ -54,7 +54,13 @@ class WorkflowStore:
         def _wake(self, due_ms: int) -> None: ...
 
     async def start_run(
-        self, run: NewRun, init: NewMessage, *, now_ms: int, dedup_window_ms: int
+        self,
+        run: NewRun,
+        init: NewMessage,
+        *,
+        now_ms: int,
+        dedup_window_ms: int,
+        copied: Sequence[RunStep] = (),
     ) -> InsertResult:
         announce = self._announcer.inline()
 
@@ -78,8 +84,24 @@ class WorkflowStore:
                 if active is not None:
                     return InsertResult(active[1], run.url, deduplicated=True), None
                 raise RuntimeError("an active run vanished while starting a run of its id")
-            await conn.execute(Q["insert_step"], seq, 0, init.id, "step", None, run.payload, now_ms)
-            await conn.execute(Q["set_step_count"], 1, seq)
+            for s in copied:
+                await conn.execute(
+                    Q["insert_step"],
+                    seq,
+                    s.position,
+                    s.message_id,
+                    s.call_type,
+                    None,
+                    s.body,
+                    s.created_ms,
+                )
+            first = init.body if copied else run.payload
+            tag = init.spec.workflow
+            call_type = tag.call_type if tag is not None else "step"
+            await conn.execute(
+                Q["insert_step"], seq, len(copied), init.id, call_type, None, first, now_ms
+            )
+            await conn.execute(Q["set_step_count"], len(copied) + 1, seq)
             [result], earliest = await insert(
                 conn, [init], now_ms, dedup_window_ms, announce=announce
             )

@@ -46,7 +46,13 @@ class WorkflowStore(Core):
     """The workflow-runs part of the storage contract."""
 
     async def start_run(
-        self, run: NewRun, init: NewMessage, *, now_ms: int, dedup_window_ms: int
+        self,
+        run: NewRun,
+        init: NewMessage,
+        *,
+        now_ms: int,
+        dedup_window_ms: int,
+        copied: Sequence[RunStep] = (),
     ) -> InsertResult:
         def do(conn: sqlite3.Connection) -> tuple[InsertResult, int | None]:
             active = conn.execute(Q["run_active"], (run.account_id, run.run_id)).fetchone()
@@ -67,11 +73,19 @@ class WorkflowStore(Core):
                     run.caller_ip,
                 ),
             ).fetchone()
+            for s in copied:
+                conn.execute(
+                    Q["insert_step"],
+                    (seq, s.position, s.message_id, s.call_type, None, s.body, s.created_ms),
+                )
+            first = init.body if copied else run.payload
+            tag = init.spec.workflow
+            call_type = tag.call_type if tag is not None else "step"
             conn.execute(
                 Q["insert_step"],
-                (seq, 0, init.id, "step", None, run.payload, now_ms),
+                (seq, len(copied), init.id, call_type, None, first, now_ms),
             )
-            conn.execute(Q["set_step_count"], (1, seq))
+            conn.execute(Q["set_step_count"], (len(copied) + 1, seq))
             [result], earliest = insert(conn, self._events, [init], now_ms, dedup_window_ms)
             return result, earliest
 

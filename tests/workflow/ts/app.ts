@@ -268,6 +268,48 @@ app.post(
   ),
 );
 
+// The workflow client's DLQ, as an operator's script would call it.
+app.post("/admin/dlq", async (c) => {
+  const { op, runId, dlqId } = await c.req.json();
+  if (op === "list") return c.json(await client.dlq.list({ filter: { workflowRunId: runId } }));
+  if (op === "resume") return c.json(await client.dlq.resume({ dlqId }));
+  if (op === "restart") return c.json(await client.dlq.restart({ dlqId }));
+  if (op === "callback") return c.json(await client.dlq.retryFailureFunction({ dlqId }));
+  return c.json({ error: `unknown op ${op}` }, 400);
+});
+
+// Fails the first time its fragile step runs for a payload's tag, then succeeds: the first run
+// fails (no retries) and lands in the workflow DLQ; a resumed or restarted run completes.
+const brokenOnce = new Set<string>();
+app.post(
+  "/wf/flaky",
+  serve<{ tag: string }>(
+    async (context) => {
+      const runId = context.workflowRunId;
+      const { tag } = context.requestPayload;
+      const prepared = await context.run("prepare", () => {
+        record("step", { workflow: "flaky", runId, step: "prepare" });
+        return `prepared-${tag}`;
+      });
+      const done = await context.run("fragile", () => {
+        record("step", { workflow: "flaky", runId, step: "fragile" });
+        if (!brokenOnce.has(tag)) {
+          brokenOnce.add(tag);
+          throw new Error(`fragile step broke for ${tag}`);
+        }
+        return `${prepared}-done`;
+      });
+      return done;
+    },
+    {
+      ...options,
+      failureFunction: ({ context, failStatus }) => {
+        record("failure-function", { workflow: "flaky", runId: context.workflowRunId, failStatus });
+      },
+    },
+  ),
+);
+
 // context.invoke: the parent invokes a child that returns a value and one that fails; serveMany
 // names each workflow by its last path segment, which is how the SDK derives a child's URL.
 const invokeChild = createWorkflow<{ n: number }, { doubled: number }>(async (context) => {
