@@ -20,6 +20,7 @@ from homing.models import (
     InsertResult,
     NewMessage,
     NewRun,
+    Page,
     Run,
     RunAppend,
     RunFilter,
@@ -214,3 +215,23 @@ async def step_list(svc: Services, account_id: str, run_id: str) -> list[RunStep
     """The whole step list of an active run (`GET /v2/workflows/runs/{id}`), None when the run
     is unknown or has ended."""
     return await svc.storage.run_steps(account_id, run_id, upto_message_id=None)
+
+
+async def run_logs(
+    svc: Services,
+    account_id: str,
+    filter: RunFilter,
+    *,
+    created_ms: int | None,
+    cursor: str | None,
+    count: int,
+) -> Page[Run]:
+    """A page of runs, newest first, each with its whole step list (`client.logs`)."""
+    page = await svc.storage.list_runs(account_id, filter=filter, cursor=cursor, count=count)
+    full: list[Run] = []
+    for run in page.items:
+        if created_ms is not None and run.created_ms != created_ms:
+            continue
+        found = await svc.storage.get_run(account_id, run.run_id)
+        full.append(found if found is not None and found.created_ms == run.created_ms else run)
+    return Page(full, page.cursor)

@@ -1,8 +1,10 @@
-"""The workflow DLQ of the workflow client (`client.dlq`): `GET /v2/dlq?source=workflow` and
-`/v2/workflows/dlq[/{dlqId}]`, resume, restart, the failure-callback retry and delete."""
+"""The workflow client: run logs (`client.logs`) and the workflow DLQ (`client.dlq`):
+`GET /v2/dlq?source=workflow` and `/v2/workflows/dlq[/{dlqId}]`, resume, restart, the
+failure-callback retry and delete."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -10,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from homing.actions import workflow_dlq
+from homing.actions import workflows as workflow_runs
 from homing.actions.context import Services
 from homing.api.context import account
 from homing.errors import InvalidRequest, NotFound
@@ -18,6 +21,7 @@ from homing.numbers import parse_int
 from homing.web import filters, views
 from homing.web.http import JSON
 from homing.workflow import dlq as rules
+from homing.workflow import logs as run_logs
 
 _BASE = ("dlqIds", "url", "label", "flowControlKey", "callerIp", "callerIP", "responseStatus")
 _OWN = ("workflowRunId", "workflowRunIds", "workflowUrl", "workflowCreatedAt",
@@ -145,3 +149,32 @@ async def delete_one(request: Request) -> Response:
 def reject_unknown_source(value: str) -> None:
     if value not in ("workflow", "qstash", ""):
         raise InvalidRequest(f"unknown DLQ source {value!r}: expected 'workflow'")
+
+
+LOGS_MAX_COUNT = 10
+
+
+async def logs(request: Request) -> Response:
+    """`GET /v2/workflows/events` (what `client.logs` calls) and `/v2/workflows/logs`: runs,
+    newest first, with their steps. `workflowUrl` is an exact match here."""
+    svc, account_id = await account(request)
+    params = request.query_params
+    run_filter = filters.run_filter(params)
+    if run_filter.url is not None:
+        run_filter = dataclasses.replace(run_filter, url_exact=True)
+    count = filters.count(params, default=LOGS_MAX_COUNT, maximum=LOGS_MAX_COUNT)
+    assert count is not None
+    page = await workflow_runs.run_logs(
+        svc,
+        account_id,
+        run_filter,
+        created_ms=parse_int(params["workflowCreatedAt"], "workflowCreatedAt")
+        if params.get("workflowCreatedAt")
+        else None,
+        cursor=params.get("cursor") or None,
+        count=count,
+    )
+    out: dict[str, Any] = {"runs": [run_logs.run_json(r) for r in page.items]}
+    if page.cursor is not None:
+        out["cursor"] = page.cursor
+    return JSON(out)

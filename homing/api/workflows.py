@@ -112,7 +112,6 @@ def _missing(feature: str) -> Any:
 
 notify = _missing("notify (client.notify)")
 waiters = _missing("waiters (client.getWaiters)")
-workflow_logs = _missing("workflow logs (client.logs)")
 trigger = _missing("the /v2/trigger REST API")
 # Until webhooks exist the path is an ordinary API path (a token is needed); the webhook URL
 # will be its own capability then.

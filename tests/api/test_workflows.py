@@ -279,10 +279,6 @@ def test_features_homing_lacks_are_named_in_the_answer(http: httpx.Client) -> No
     for method, path in (
         ("POST", "/v2/notify/evt_1"),
         ("GET", "/v2/waiters/evt_1"),
-        ("GET", "/v2/workflows/events"),
-        ("GET", "/v2/workflows/logs"),
-        ("GET", "/v2/workflows/dlq"),
-        ("POST", "/v2/workflows/dlq/resume"),
         ("POST", "/v2/trigger/http://127.0.0.1:9/"),
     ):
         answer = http.request(method, path)

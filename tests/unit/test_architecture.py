@@ -31,6 +31,7 @@ PURE = (
     "homing.workflow.control",
     "homing.workflow.dlq",
     "homing.workflow.invoke",
+    "homing.workflow.logs",
     "homing.workflow.runs",
     "homing.workflow.steps",
 )

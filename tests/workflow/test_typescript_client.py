@@ -83,7 +83,7 @@ def test_a_failed_run_resumed_from_the_dlq_continues_after_its_last_good_step(
 
 
 def test_a_failed_run_restarted_from_the_dlq_runs_from_the_beginning(app: WorkflowApp) -> None:
-    run, entry = failed_run(app, "restart-me")
+    _, entry = failed_run(app, "restart-me")
 
     restarted = dlq(app, "restart", dlqId=entry["dlqId"])
 
@@ -102,3 +102,33 @@ def test_the_failure_function_of_a_dlq_entry_runs_again_on_request(app: Workflow
     app.wait_for(
         "the failure function, twice", lambda: app.events(run, "failure-function"), count=2
     )
+
+
+def test_client_logs_show_each_run_with_its_steps_and_state(app: WorkflowApp) -> None:
+    run = app.trigger("sequential", {"n": 4})
+    app.completed(run)
+
+    answer = app.http.post("/admin/logs", json={"runId": run})
+
+    assert answer.status_code == 200, answer.text
+    [logged] = answer.json()["runs"]
+    assert logged["workflowRunId"] == run
+    assert logged["workflowState"] == "RUN_SUCCESS"
+    assert logged["workflowUrl"] == app.url("sequential")
+    assert logged["workflowRunCompletedAt"] >= logged["workflowRunCreatedAt"]
+    names = [s["stepName"] for group in logged["steps"] for s in group["steps"]]
+    assert names == ["init", "add-one", "double", "describe"]
+    [init] = logged["steps"][0]["steps"][:1]
+    assert init["stepType"] == "Initial" and json.loads(init["out"]) == {"n": 4}
+    assert all(s["state"] == "STEP_SUCCESS" for g in logged["steps"] for s in g["steps"])
+
+
+def test_client_logs_show_who_invoked_a_child_run(app: WorkflowApp) -> None:
+    run = app.trigger("invoke/invoke-parent", {"n": 1})
+    app.completed(run, timeout=20)
+
+    logged = app.http.post("/admin/logs", json={"runId": run}).json()["runs"][0]
+
+    invokes = [s for g in logged["steps"] for s in g["steps"] if s["stepType"] == "Invoke"]
+    assert [s["stepName"] for s in invokes] == ["call-child", "call-failing"]
+    assert json.loads(invokes[1]["out"]) == {"isFailed": True, "isCanceled": False}

@@ -278,6 +278,11 @@ app.post("/admin/dlq", async (c) => {
   return c.json({ error: `unknown op ${op}` }, 400);
 });
 
+app.post("/admin/logs", async (c) => {
+  const { runId } = await c.req.json();
+  return c.json(await client.logs({ workflowRunId: runId }));
+});
+
 // Fails the first time its fragile step runs for a payload's tag, then succeeds: the first run
 // fails (no retries) and lands in the workflow DLQ; a resumed or restarted run completes.
 const brokenOnce = new Set<string>();
