@@ -296,9 +296,50 @@ def _not_yet(summary: str, status: str = "501") -> dict[str, Any]:
     return _op(summary + " (not supported by Homing yet)", {status: _ERROR})
 
 
+_OBJECT: dict[str, Any] = {"type": "object"}
+_WF_DLQ_QUERY = [
+    _query(name)
+    for name in (
+        "dlqIds",
+        "workflowRunId",
+        "workflowUrl",
+        "workflowCreatedAt",
+        "label",
+        "callerIp",
+        "flowControlKey",
+        "cursor",
+        "count",
+    )
+]
+
+
+def _logs_op() -> dict[str, Any]:
+    return _op(
+        "Workflow run logs, newest first, with steps",
+        {"200": _json(_OBJECT)},
+        parameters=[
+            _query(name)
+            for name in (
+                "workflowRunId",
+                "workflowUrl",
+                "workflowCreatedAt",
+                "state",
+                "label",
+                "callerIp",
+                "flowControlKey",
+                "fromDate",
+                "toDate",
+                "cursor",
+                "count",
+            )
+        ],
+    )
+
+
 def _workflow_paths() -> dict[str, Any]:
     """Upstash Workflow: the run end, cancel and step list; the features not there yet."""
     run_id = _path_param("workflowRunId")
+    dlq_id = _path_param("dlqId")
     paths: dict[str, Any] = {
         "/v2/workflows/runs": {
             "delete": _op(
@@ -332,18 +373,64 @@ def _workflow_paths() -> dict[str, Any]:
         "/v2/wait/{eventId}": {"post": _not_yet("Wait for an event", "412")},
         "/v2/notify/{eventId}": {"post": _not_yet("Notify waiters of an event")},
         "/v2/waiters/{eventId}": {"get": _not_yet("List the waiters of an event")},
-        "/v2/workflows/events": {"get": _not_yet("Workflow run logs")},
-        "/v2/workflows/logs": {"get": _not_yet("Workflow run logs")},
+        "/v2/workflows/events": {"get": _logs_op()},
+        "/v2/workflows/logs": {"get": _logs_op()},
         "/v2/workflows/dlq": {
-            "get": _not_yet("List the workflow DLQ"),
-            "delete": _not_yet("Delete workflow DLQ entries"),
+            "get": _op(
+                "List the workflow DLQ (also GET /v2/dlq?source=workflow)",
+                {"200": _json(_OBJECT)},
+                parameters=_WF_DLQ_QUERY,
+            ),
+            "delete": _op(
+                "Delete workflow DLQ entries (dlqIds, filters, or all)",
+                {"200": _json(_OBJECT)},
+                parameters=_WF_DLQ_QUERY,
+            ),
+        },
+        "/v2/workflows/dlq/resume": {
+            "post": _op(
+                "Resume failed runs under new run ids, after their last good step",
+                {"200": _json(_OBJECT)},
+                parameters=_WF_DLQ_QUERY,
+            )
+        },
+        "/v2/workflows/dlq/restart": {
+            "post": _op(
+                "Restart failed runs under new run ids, from their initial payload",
+                {"200": _json(_OBJECT)},
+                parameters=_WF_DLQ_QUERY,
+            )
+        },
+        "/v2/workflows/dlq/resume/{dlqId}": {
+            "post": _op(
+                "Resume one failed run", {"200": _json(_OBJECT), "404": _ERROR}, parameters=[dlq_id]
+            )
+        },
+        "/v2/workflows/dlq/restart/{dlqId}": {
+            "post": _op(
+                "Restart one failed run",
+                {"200": _json(_OBJECT), "404": _ERROR},
+                parameters=[dlq_id],
+            )
+        },
+        "/v2/workflows/dlq/callback/{dlqId}": {
+            "post": _op(
+                "Send a failed run's failure callback again",
+                {"200": _json(_OBJECT), "404": _ERROR},
+                parameters=[dlq_id],
+            )
         },
         "/v2/workflows/dlq/{dlqId}": {
-            "get": _not_yet("Get a workflow DLQ entry"),
-            "post": _not_yet(
-                "Resume, restart or retry the failure callback of a workflow DLQ entry"
+            "get": _op(
+                "Get a workflow DLQ entry",
+                {"200": _json(_OBJECT), "404": _ERROR},
+                parameters=[dlq_id],
             ),
-            "delete": _not_yet("Delete a workflow DLQ entry"),
+            "delete": _op(
+                "Delete a workflow DLQ entry",
+                {"200": _json(_OBJECT), "404": _ERROR},
+                parameters=[dlq_id],
+            ),
         },
         "/v2/trigger/{workflowUrl}": {"post": _not_yet("Trigger a workflow run")},
         "/v2/batch/trigger": {"post": _not_yet("Trigger workflow runs")},
