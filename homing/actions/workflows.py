@@ -18,6 +18,8 @@ from homing.headers import PublishOptions
 from homing.models import (
     CallType,
     InsertResult,
+    LogEntry,
+    MessageFilter,
     NewMessage,
     NewRun,
     Page,
@@ -32,6 +34,8 @@ from homing.workflow.control import Control
 
 # Runs ended per round of a bulk cancel.
 _CANCEL_PAGE = 500
+# Log entries read for a run's last message (its attempts: retries are at most a few dozen).
+_LOG_ENTRIES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,13 +229,26 @@ async def run_logs(
     created_ms: int | None,
     cursor: str | None,
     count: int,
-) -> Page[Run]:
-    """A page of runs, newest first, each with its whole step list (`client.logs`)."""
+) -> Page[tuple[Run, list[LogEntry]]]:
+    """A page of runs, newest first, each with its whole step list and the log entries
+    (oldest first) of its last step-list message (`client.logs`)."""
     page = await svc.storage.list_runs(account_id, filter=filter, cursor=cursor, count=count)
-    full: list[Run] = []
+    out: list[tuple[Run, list[LogEntry]]] = []
     for run in page.items:
         if created_ms is not None and run.created_ms != created_ms:
             continue
         found = await svc.storage.get_run(account_id, run.run_id)
-        full.append(found if found is not None and found.created_ms == run.created_ms else run)
-    return Page(full, page.cursor)
+        if found is not None and found.created_ms == run.created_ms:
+            run = found
+        entries: list[LogEntry] = []
+        if run.steps:
+            logged = await svc.storage.list_logs(
+                account_id,
+                filter=MessageFilter(message_ids=(run.steps[-1].message_id,)),
+                before_id=None,
+                count=_LOG_ENTRIES,
+                newest_first=False,
+            )
+            entries = list(logged.items)
+        out.append((run, entries))
+    return Page(out, page.cursor)

@@ -174,7 +174,7 @@ async def logs(request: Request) -> Response:
         cursor=params.get("cursor") or None,
         count=count,
     )
-    out: dict[str, Any] = {"runs": [run_logs.run_json(r) for r in page.items]}
+    out: dict[str, Any] = {"runs": [run_logs.run_json(r, e) for r, e in page.items]}
     if page.cursor is not None:
         out["cursor"] = page.cursor
     return JSON(out)

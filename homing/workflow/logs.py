@@ -8,11 +8,12 @@ consecutive sequential steps together, and each parallel group's results togethe
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
 
-from homing.models import Run, RunState, RunStep
+from homing.models import LogEntry, LogState, Run, RunState, RunStep
 
 # Step fields the SDK sends in a step result and the logs repeat.
 _STEP_FIELDS = ("stepId", "stepName", "stepType", "out", "concurrent", "targetStep",
@@ -79,8 +80,58 @@ def step_groups(run: Run) -> list[dict[str, Any]]:
     return groups
 
 
-def run_json(run: Run) -> dict[str, Any]:
-    """A `WorkflowRun` of the logs API."""
+_NEXT_STATES = {
+    LogState.CREATED: "STEP_PROGRESS",
+    LogState.ACTIVE: "STEP_PROGRESS",
+    LogState.CANCEL_REQUESTED: "STEP_PROGRESS",
+    LogState.ERROR: "STEP_RETRY",
+    LogState.RETRY: "STEP_RETRY",
+    LogState.FAILED: "STEP_FAILED",
+    LogState.CANCELED: "STEP_CANCELED",
+}
+
+
+def _error(entry: LogEntry) -> dict[str, Any]:
+    info = entry.info
+    body = base64.b64decode(info.get("responseBody") or "")
+    return {
+        "error": info.get("error", ""),
+        "body": body.decode("utf-8", "replace"),
+        "headers": info.get("responseHeader") or {},
+        "status": info.get("responseStatus", 0),
+        "time": entry.time_ms,
+    }
+
+
+def next_group(entries: list[LogEntry]) -> dict[str, Any] | None:
+    """The trailing `next` group: the delivery of the run's last step-list message while its
+    successor has not arrived (in progress, retrying, failed or canceled), with an entry in
+    `errors` per failed attempt. `entries` are that message's log entries, oldest first."""
+    if not entries:
+        return None
+    last = entries[-1]
+    state = _NEXT_STATES.get(last.state)
+    if state is None:  # delivered: what follows is in the step list
+        return None
+    message = last.message
+    step: dict[str, Any] = {
+        "messageId": message.id,
+        "state": state,
+        "retries": message.spec.max_retries if message.spec.max_retries is not None else 3,
+    }
+    if message.spec.retry_delay:
+        step["retryDelay"] = message.spec.retry_delay
+    errors = [_error(e) for e in entries if e.state is LogState.ERROR]
+    if errors:
+        step["errors"] = errors
+    if state == "STEP_RETRY" and message.due_ms is not None:
+        step["nextDeliveryTime"] = message.due_ms
+    return {"type": "next", "steps": [step]}
+
+
+def run_json(run: Run, last_entries: list[LogEntry] | None = None) -> dict[str, Any]:
+    """A `WorkflowRun` of the logs API; `last_entries` are the log entries of the run's last
+    step-list message (what the `next` group and a failed run's `dlqId` come from)."""
     out: dict[str, Any] = {
         "workflowRunId": run.run_id,
         "workflowUrl": run.url,
@@ -105,5 +156,14 @@ def run_json(run: Run) -> dict[str, Any]:
         out["flowControlKey"] = run.config.flow.key
     if run.caller_ip:
         out["workflowRunCallerIp"] = run.caller_ip
-    out["steps"] = step_groups(run)
+    groups = step_groups(run)
+    if run.state is not RunState.SUCCESS:
+        following = next_group(last_entries or [])
+        if following is not None:
+            groups.append(following)
+    out["steps"] = groups
+    if run.state is RunState.FAILED and last_entries:
+        dlq_id = last_entries[-1].message.dlq_id
+        if dlq_id:
+            out["dlqId"] = dlq_id
     return out
