@@ -7,14 +7,15 @@ entry at once start one run, not two.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from homing import ids
 from homing.actions.context import Services
 from homing.delivery.outcome import Policy as OutcomePolicy
-from homing.errors import NotFound
-from homing.models import InsertResult, Message, MessageFilter, NewRun, Run, RunFilter
+from homing.errors import InvalidRequest, NotFound
+from homing.models import Message, MessageFilter, NewRun, Run, RunFilter
 from homing.workflow import dlq, runs
 
 
@@ -41,6 +42,29 @@ class Selection:
 class Entry:
     entry: Message
     run: Run | None
+    callbacks: tuple[Message, ...] = ()  # the failure callback, then each re-send
+
+    @property
+    def callback(self) -> Message | None:
+        return self.callbacks[-1] if self.callbacks else None
+
+
+async def _callbacks(svc: Services, entry: Message) -> tuple[Message, ...]:
+    found: list[Message] = []
+    if entry.dlq_id is None:
+        return ()
+    for retry in range(dlq.MAX_CALLBACK_RETRIES + 1):
+        sent = await svc.storage.get_message(
+            entry.account_id, dlq.failure_callback_id(entry.dlq_id, retry)
+        )
+        if sent is None:
+            break
+        found.append(sent)
+    return tuple(found)
+
+
+async def _entry(svc: Services, entry: Message) -> Entry:
+    return Entry(entry, await _run_of(svc, entry, with_steps=False), await _callbacks(svc, entry))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +100,14 @@ async def list_entries(
     entries (the others are plain messages): the SDKs page on until the cursor is gone."""
     page = await svc.storage.list_dlq(account_id, filter=base, cursor=cursor, count=count)
     found = [e for e in page.items if selection.matches(e)]
-    return [Entry(e, await _run_of(svc, e, with_steps=False)) for e in found], page.cursor
+    return [await _entry(svc, e) for e in found], page.cursor
 
 
 async def get_entry(svc: Services, account_id: str, dlq_id: str) -> Entry:
     entry = await svc.storage.get_dlq(account_id, dlq_id)
     if entry is None or not Selection().matches(entry):
         raise NotFound(f"workflow DLQ entry {dlq_id!r} not found")
-    return Entry(entry, await _run_of(svc, entry, with_steps=False))
+    return await _entry(svc, entry)
 
 
 async def _start_again(
@@ -139,11 +163,24 @@ async def start_again(
 
 
 async def retry_failure_callback(svc: Services, account_id: str, dlq_id: str) -> Started:
-    """Send the run's failure callback again, built as it was when the run failed."""
+    """Send the run's failure callback again, built as it was when the run failed; only when
+    its latest send failed (an in-progress or delivered callback is not sent twice)."""
     found = await get_entry(svc, account_id, dlq_id)
     entry, run = found.entry, found.run
     if run is None or entry.last_response is None:
         raise NotFound(f"the run of workflow DLQ entry {dlq_id!r} is no longer retained")
+    latest = found.callback
+    if latest is not None and dlq.callback_state(latest) != "CALLBACK_FAIL":
+        raise InvalidRequest(
+            f"the failure callback of workflow DLQ entry {dlq_id!r} has not failed "
+            f"({dlq.callback_state(latest)})"
+        )
+    retry = len(found.callbacks)
+    if retry > dlq.MAX_CALLBACK_RETRIES:
+        raise InvalidRequest(
+            f"the failure callback of workflow DLQ entry {dlq_id!r} was re-sent "
+            f"{dlq.MAX_CALLBACK_RETRIES} times already"
+        )
     now = svc.clock.now_ms()
     callback = runs.failure_callback(
         entry,
@@ -151,15 +188,16 @@ async def retry_failure_callback(svc: Services, account_id: str, dlq_id: str) ->
         run,
         dlq_id=dlq_id,
         now_ms=now,
-        new_id=ids.message_id,
+        new_id=lambda: dlq.failure_callback_id(dlq_id, retry),
         max_body=OutcomePolicy().max_callback_body,
     )
     if callback is None:
         raise NotFound(f"the run of workflow DLQ entry {dlq_id!r} has no failure callback")
-    results: list[InsertResult] = await svc.storage.insert_messages(
-        [callback], now_ms=now, dedup_window_ms=0
+    # Two re-sends at once build the same id; the key makes the second a no-op.
+    callback = dataclasses.replace(callback, dedup_key=callback.id)
+    await svc.storage.insert_messages(
+        [callback], now_ms=now, dedup_window_ms=svc.settings.dedup_window_ms
     )
-    del results
     return Started(run.run_id, run.created_ms)
 
 

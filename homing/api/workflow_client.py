@@ -46,7 +46,7 @@ def _selection(params: QueryParams) -> workflow_dlq.Selection:
 
 
 def _entry_json(found: workflow_dlq.Entry) -> dict[str, Any]:
-    return rules.entry_json(views.dlq_json(found.entry), found.entry, found.run)
+    return rules.entry_json(views.dlq_json(found.entry), found.entry, found.run, found.callback)
 
 
 async def _page(

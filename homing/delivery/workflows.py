@@ -26,7 +26,7 @@ from homing.models import (
     RunState,
 )
 from homing.storage.base import Storage
-from homing.workflow import invoke, runs, steps
+from homing.workflow import dlq, invoke, runs, steps
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +148,14 @@ class RunDeliveries:
         run = await self._latest(message.account_id, tag.run_id)
         if run is None or run.state.is_final or run.created_ms != tag.created_ms:
             return
+        dlq_id = decision.dlq_id
         callback = runs.failure_callback(
             message,
             decision.response,
             run,
             dlq_id=decision.dlq_id,
             now_ms=now_ms,
-            new_id=new_id,
+            new_id=new_id if dlq_id is None else lambda: dlq.failure_callback_id(dlq_id),
             max_body=self.max_callback_body,
         )
         end = await self.storage.end_run(

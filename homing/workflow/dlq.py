@@ -14,9 +14,42 @@ import base64
 import dataclasses
 from typing import Any
 
-from homing.models import Message, NewMessage, Run, RunStep, WorkflowTag
+from homing.models import Message, MessageState, NewMessage, Run, RunStep, WorkflowTag
 from homing.workflow import control as ctl
 from homing.workflow import runs
+
+# Re-sends of one run's failure callback from the DLQ (`client.dlq.retryFailureFunction`).
+MAX_CALLBACK_RETRIES = 20
+
+
+def failure_callback_id(dlq_id: str, retry: int = 0) -> str:
+    """The message id of a failed run's failure callback (`retry` 0) and of its re-sends:
+    derived from the run's DLQ entry, so the entry finds its callback's state without a link
+    stored beside it, and two re-sends of the same retry collide instead of both going out."""
+    base = f"msg_fcb{dlq_id}"
+    return base if retry == 0 else f"{base}~{retry}"
+
+
+_CALLBACK_STATES = {
+    MessageState.DELIVERED: "CALLBACK_SUCCESS",
+    MessageState.FAILED: "CALLBACK_FAIL",
+    MessageState.CANCELED: "CALLBACK_CANCELED",
+}
+
+
+def callback_state(callback: Message) -> str:
+    return _CALLBACK_STATES.get(callback.state, "CALLBACK_INPROGRESS")
+
+
+def callback_info(callback: Message) -> dict[str, Any]:
+    """`failureCallbackInfo` of a DLQ entry: the latest send of the run's failure callback."""
+    info: dict[str, Any] = {"state": callback_state(callback)}
+    response = callback.last_response
+    if response is not None and response.status:
+        info["responseStatus"] = response.status
+        info["responseBody"] = response.body.decode("utf-8", "replace")
+        info["responseHeaders"] = response.headers
+    return info
 
 
 def is_run_failure(entry: Message) -> bool:
@@ -25,7 +58,9 @@ def is_run_failure(entry: Message) -> bool:
     return runs.fails_run(entry.spec)
 
 
-def entry_json(view: dict[str, Any], entry: Message, run: Run | None) -> dict[str, Any]:
+def entry_json(
+    view: dict[str, Any], entry: Message, run: Run | None, callback: Message | None = None
+) -> dict[str, Any]:
     """The workflow DLQ entry as the SDKs type it: the QStash entry (`view`) with the run's
     fields, and the initial payload as `body` (the workflow docs' shape)."""
     tag = entry.spec.workflow
@@ -46,6 +81,8 @@ def entry_json(view: dict[str, Any], entry: Message, run: Run | None) -> dict[st
             cb = entry.spec.failure_callback or run.config.failure_callback
             assert cb is not None
             out["failureCallback"] = cb.url
+    if callback is not None:
+        out["failureCallbackInfo"] = callback_info(callback)
     return out
 
 

@@ -240,3 +240,49 @@ def test_workflow_logs_page_through_runs_newest_first_with_filters(
     assert http.get("/v2/workflows/logs", params={"workflowUrl": url[:-1]}).json()["runs"] == []
     assert len(http.get("/v2/workflows/logs", params={"count": 500}).json()["runs"]) == 3
     assert http.get("/v2/workflows/logs", params={"state": "NOPE"}).status_code == 400
+
+
+def test_a_failed_failure_callback_is_shown_and_sent_again_once_on_request(
+    http: httpx.Client, receiver: Receiver
+) -> None:
+    receiver.on("/wf", lambda _: Reply(500, b"step broke"))
+    answers = iter([Reply(500, b"callback broke"), Reply(200, b"ok")])
+    receiver.on("/failure", lambda _: next(answers))
+    url = receiver.url("/wf")
+    start(
+        http,
+        "wfr_cb",
+        url,
+        '{"order":7}',
+        **{
+            "upstash-retries": "0",
+            "upstash-failure-callback": receiver.url("/failure"),
+            "upstash-failure-callback-retries": "0",
+        },
+    )
+
+    def callback_failed() -> dict[str, Any] | None:
+        found = http.get("/v2/workflows/dlq", params={"workflowRunId": "wfr_cb"}).json()
+        entries: list[dict[str, Any]] = found["messages"]
+        info = entries[0].get("failureCallbackInfo", {}) if entries else {}
+        return entries[0] if info.get("state") == "CALLBACK_FAIL" else None
+
+    entry = eventually(callback_failed)
+    assert entry["failureCallback"] == receiver.url("/failure")
+    assert entry["failureCallbackInfo"]["responseStatus"] == 500
+    assert entry["failureCallbackInfo"]["responseBody"] == "callback broke"
+
+    again = http.post(f"/v2/workflows/dlq/callback/{entry['dlqId']}")
+
+    assert again.status_code == 200, again.text
+    assert again.json()["workflowRunId"] == "wfr_cb"
+    [_, second] = receiver.wait_for(2, "/failure")
+    assert json.loads(second.body)["workflowRunId"] == "wfr_cb"
+
+    def delivered() -> str | None:
+        info = http.get(f"/v2/workflows/dlq/{entry['dlqId']}").json()["failureCallbackInfo"]
+        return info["state"] if info["state"] == "CALLBACK_SUCCESS" else None
+
+    eventually(delivered)
+    refused = http.post(f"/v2/workflows/dlq/callback/{entry['dlqId']}")
+    assert refused.status_code == 400 and "CALLBACK_SUCCESS" in refused.json()["error"]

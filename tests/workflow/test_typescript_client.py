@@ -93,9 +93,15 @@ def test_a_failed_run_restarted_from_the_dlq_runs_from_the_beginning(app: Workfl
     assert app.steps(new_run) == ["prepare", "fragile"]
 
 
-def test_the_failure_function_of_a_dlq_entry_runs_again_on_request(app: WorkflowApp) -> None:
-    run, entry = failed_run(app, "call-me-again")
+def test_a_failure_function_that_failed_runs_again_on_request(app: WorkflowApp) -> None:
+    run, _ = failed_run(app, "failing-callback")
 
+    def callback_failed() -> list[dict[str, Any]]:
+        [entry] = dlq(app, "list", runId=run)["messages"]
+        info = entry.get("failureCallbackInfo", {})
+        return [entry] if info.get("state") == "CALLBACK_FAIL" else []
+
+    [entry] = app.wait_for("the failure callback to fail", callback_failed)
     again = dlq(app, "callback", dlqId=entry["dlqId"])
 
     assert again["workflowRunId"] == run

@@ -308,8 +308,15 @@ app.post(
     },
     {
       ...options,
+      // With a `failing-callback` tag the failure function itself fails the first time.
       failureFunction: ({ context, failStatus }) => {
-        record("failure-function", { workflow: "flaky", runId: context.workflowRunId, failStatus });
+        const runId = context.workflowRunId;
+        record("failure-function", { workflow: "flaky", runId, failStatus });
+        const { tag } = context.requestPayload;
+        if (tag.startsWith("failing-callback") && !brokenOnce.has(`callback-${tag}`)) {
+          brokenOnce.add(`callback-${tag}`);
+          throw new Error(`failure function broke for ${tag}`);
+        }
       },
     },
   ),
