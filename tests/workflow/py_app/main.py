@@ -202,5 +202,32 @@ async def failing(context: AsyncWorkflowContext[dict[str, Any]]) -> None:
     await context.run("explode", explode)
 
 
+# Fails the first time its fragile step runs for a payload's tag, then succeeds: the first run
+# fails (no retries) into the workflow DLQ; the run resumed or restarted from there completes.
+broken_once: set[str] = set()
+
+
+@serve.post("/wf/flaky", retries=0, failure_function=on_failure)
+async def flaky(context: AsyncWorkflowContext[dict[str, Any]]) -> None:
+    record("invoked", context)
+    tag = context.request_payload["tag"]
+
+    async def prepare() -> str:
+        record("step", context, step="prepare")
+        return f"prepared-{tag}"
+
+    prepared = await context.run("prepare", prepare)
+
+    async def fragile() -> str:
+        record("step", context, step="fragile")
+        if tag not in broken_once:
+            broken_once.add(tag)
+            raise RuntimeError(f"fragile step broke for {tag}")
+        return f"{prepared}-done"
+
+    result = await context.run("fragile", fragile)
+    record("completed", context, result=result)
+
+
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="warning")
