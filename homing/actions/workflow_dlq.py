@@ -49,7 +49,9 @@ class Entry:
         return self.callbacks[-1] if self.callbacks else None
 
 
-async def _callbacks(svc: Services, entry: Message) -> tuple[Message, ...]:
+async def failure_callbacks(svc: Services, entry: Message) -> tuple[Message, ...]:
+    """The sends of the failure callback of the run that `entry` failed: the first, then each
+    re-send, oldest first (those still retained)."""
     found: list[Message] = []
     if entry.dlq_id is None:
         return ()
@@ -64,7 +66,9 @@ async def _callbacks(svc: Services, entry: Message) -> tuple[Message, ...]:
 
 
 async def _entry(svc: Services, entry: Message) -> Entry:
-    return Entry(entry, await _run_of(svc, entry, with_steps=False), await _callbacks(svc, entry))
+    return Entry(
+        entry, await _run_of(svc, entry, with_steps=False), await failure_callbacks(svc, entry)
+    )
 
 
 @dataclass(frozen=True, slots=True)

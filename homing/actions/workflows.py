@@ -8,17 +8,20 @@ stores what they decided.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from homing.actions.context import Services
+from homing.actions.workflow_dlq import failure_callbacks
 from homing.delivery.workflows import route_to_invoker
 from homing.headers import PublishOptions
 from homing.models import (
     CallType,
     InsertResult,
     LogEntry,
+    Message,
     MessageFilter,
     NewMessage,
     NewRun,
@@ -31,6 +34,8 @@ from homing.models import (
 )
 from homing.workflow import invoke, runs, steps
 from homing.workflow.control import Control
+
+log = logging.getLogger(__name__)
 
 # Runs ended per round of a bulk cancel.
 _CANCEL_PAGE = 500
@@ -110,10 +115,21 @@ async def store(
             result = await svc.storage.start_run(
                 p.new_run, p.message, now_ms=now_ms, dedup_window_ms=window
             )
+            invoker = p.new_run.config.invoker
             if not result.deduplicated:
                 svc.metrics.record_run("started")
-                if p.new_run.config.invoker is not None:
+                if invoker is not None:
                     svc.metrics.record_invoke("started")
+                    log.info(
+                        "workflow run %s invoked by %s",
+                        p.run_id,
+                        invoker.run_id,
+                        extra={
+                            "event": "workflow.invoke_started",
+                            "run_id": p.run_id,
+                            "invoker_run_id": invoker.run_id,
+                        },
+                    )
             results[index] = result
         else:
             groups.setdefault(p.run_id, []).append(index)
@@ -221,6 +237,16 @@ async def step_list(svc: Services, account_id: str, run_id: str) -> list[RunStep
     return await svc.storage.run_steps(account_id, run_id, upto_message_id=None)
 
 
+@dataclass(frozen=True, slots=True)
+class RunLog:
+    """What the logs show of one run: the run with its steps, the log entries (oldest first) of
+    its last step-list message, and the latest send of its failure callback."""
+
+    run: Run
+    entries: list[LogEntry]
+    callback: Message | None = None
+
+
 async def run_logs(
     svc: Services,
     account_id: str,
@@ -229,11 +255,10 @@ async def run_logs(
     created_ms: int | None,
     cursor: str | None,
     count: int,
-) -> Page[tuple[Run, list[LogEntry]]]:
-    """A page of runs, newest first, each with its whole step list and the log entries
-    (oldest first) of its last step-list message (`client.logs`)."""
+) -> Page[RunLog]:
+    """A page of runs, newest first, as `client.logs` shows them."""
     page = await svc.storage.list_runs(account_id, filter=filter, cursor=cursor, count=count)
-    out: list[tuple[Run, list[LogEntry]]] = []
+    out: list[RunLog] = []
     for run in page.items:
         if created_ms is not None and run.created_ms != created_ms:
             continue
@@ -250,5 +275,9 @@ async def run_logs(
                 newest_first=False,
             )
             entries = list(logged.items)
-        out.append((run, entries))
+        callback = None
+        if run.state is RunState.FAILED and entries and entries[-1].message.dlq_id:
+            sent = await failure_callbacks(svc, entries[-1].message)
+            callback = sent[-1] if sent else None
+        out.append(RunLog(run, entries, callback))
     return Page(out, page.cursor)

@@ -27,6 +27,7 @@ _BASE = ("dlqIds", "url", "label", "flowControlKey", "callerIp", "callerIP", "re
 _OWN = ("workflowRunId", "workflowRunIds", "workflowUrl", "workflowCreatedAt",
         "failureFunctionState", "source")  # fmt: skip
 MAX_COUNT = 100
+RESTART_MAX_COUNT = 50
 
 
 def _cursor(raw: str | None) -> str | None:
@@ -50,12 +51,12 @@ def _entry_json(found: workflow_dlq.Entry) -> dict[str, Any]:
 
 
 async def _page(
-    svc: Services, account_id: str, params: QueryParams, *, strict: bool
+    svc: Services, account_id: str, params: QueryParams, *, strict: bool, maximum: int = MAX_COUNT
 ) -> tuple[list[workflow_dlq.Entry], str | None]:
     base = filters.parse_filter(params, allowed=_BASE, strict=strict, extra=_OWN)
     if base.dlq_ids:
         base = MessageFilter(dlq_ids=base.dlq_ids)
-    count = filters.count(params, default=MAX_COUNT, maximum=MAX_COUNT)
+    count = filters.count(params, default=maximum, maximum=maximum)
     assert count is not None
     return await workflow_dlq.list_entries(
         svc, account_id, base, _selection(params), cursor=_cursor(params.get("cursor")), count=count
@@ -93,7 +94,9 @@ async def _start_again(request: Request, *, restart: bool) -> Response:
     elif filters.given_empty(params, _BASE + _OWN):
         entries, cursor = [], None
     else:
-        found, cursor = await _page(svc, account_id, params, strict=True)
+        # The workflow API's OpenAPI: a restart covers at most 50 entries per request.
+        limit = RESTART_MAX_COUNT if restart else MAX_COUNT
+        found, cursor = await _page(svc, account_id, params, strict=True, maximum=limit)
         entries = [f.entry for f in found]
     started = await workflow_dlq.start_again(
         svc, entries, restart=restart, retries=_retries(request)
@@ -174,7 +177,9 @@ async def logs(request: Request) -> Response:
         cursor=params.get("cursor") or None,
         count=count,
     )
-    out: dict[str, Any] = {"runs": [run_logs.run_json(r, e) for r, e in page.items]}
+    out: dict[str, Any] = {
+        "runs": [run_logs.run_json(r.run, r.entries, r.callback) for r in page.items]
+    }
     if page.cursor is not None:
         out["cursor"] = page.cursor
     return JSON(out)

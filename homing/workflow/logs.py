@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from homing.models import LogEntry, LogState, Run, RunState, RunStep
+from homing.models import LogEntry, LogState, Message, Run, RunState, RunStep
+from homing.workflow import dlq
 
 # Step fields the SDK sends in a step result and the logs repeat.
 _STEP_FIELDS = ("stepId", "stepName", "stepType", "out", "concurrent", "targetStep",
@@ -129,9 +130,35 @@ def next_group(entries: list[LogEntry]) -> dict[str, Any] | None:
     return {"type": "next", "steps": [step]}
 
 
-def run_json(run: Run, last_entries: list[LogEntry] | None = None) -> dict[str, Any]:
+def failure_function(failed: Message, callback: Message) -> dict[str, Any]:
+    """`failureFunction` of a failed run: its failure callback's latest send, and the failed
+    delivery that caused it."""
+    out: dict[str, Any] = {
+        "messageId": callback.id,
+        "url": callback.url,
+        "state": dlq.callback_state(callback),
+        "dlqId": failed.dlq_id or "",
+        "maxRetries": callback.spec.max_retries if callback.spec.max_retries is not None else 3,
+    }
+    response = failed.last_response
+    if response is not None:
+        out["failHeaders"] = response.headers
+        out["failStatus"] = response.status
+        out["failResponse"] = _text(response.body)
+    sent = callback.last_response
+    if sent is not None and sent.status:
+        out["responseStatus"] = sent.status
+        out["responseBody"] = _text(sent.body)
+        out["responseHeaders"] = sent.headers
+    return out
+
+
+def run_json(
+    run: Run, last_entries: list[LogEntry] | None = None, callback: Message | None = None
+) -> dict[str, Any]:
     """A `WorkflowRun` of the logs API; `last_entries` are the log entries of the run's last
-    step-list message (what the `next` group and a failed run's `dlqId` come from)."""
+    step-list message (what the `next` group and a failed run's `dlqId` come from), `callback`
+    the latest send of a failed run's failure callback."""
     out: dict[str, Any] = {
         "workflowRunId": run.run_id,
         "workflowUrl": run.url,
@@ -166,4 +193,6 @@ def run_json(run: Run, last_entries: list[LogEntry] | None = None) -> dict[str, 
         dlq_id = last_entries[-1].message.dlq_id
         if dlq_id:
             out["dlqId"] = dlq_id
+        if callback is not None:
+            out["failureFunction"] = failure_function(last_entries[-1].message, callback)
     return out

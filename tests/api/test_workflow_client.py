@@ -284,5 +284,10 @@ def test_a_failed_failure_callback_is_shown_and_sent_again_once_on_request(
         return info["state"] if info["state"] == "CALLBACK_SUCCESS" else None
 
     eventually(delivered)
+    [logged] = http.get("/v2/workflows/logs", params={"workflowRunId": "wfr_cb"}).json()["runs"]
+    function = logged["failureFunction"]
+    assert (function["state"], function["url"]) == ("CALLBACK_SUCCESS", receiver.url("/failure"))
+    assert (function["failStatus"], function["failResponse"]) == (500, "step broke")
+    assert (function["dlqId"], function["responseStatus"]) == (entry["dlqId"], 200)
     refused = http.post(f"/v2/workflows/dlq/callback/{entry['dlqId']}")
     assert refused.status_code == 400 and "CALLBACK_SUCCESS" in refused.json()["error"]
