@@ -103,8 +103,14 @@ async def list_entries(
     and the cursor after them (None at the end). A page may hold fewer than `count` workflow
     entries (the others are plain messages): the SDKs page on until the cursor is gone."""
     page = await svc.storage.list_dlq(account_id, filter=base, cursor=cursor, count=count)
-    found = [e for e in page.items if selection.matches(e)]
-    return [await _entry(svc, e) for e in found], page.cursor
+    found: dict[tuple[str, int], Message] = {}
+    for e in page.items:
+        tag = e.spec.workflow
+        if tag is not None and selection.matches(e):
+            # Two parallel steps failing together leave two QStash entries for one run; the
+            # run's workflow entry is the first (both resume the same run).
+            found.setdefault((tag.run_id, tag.created_ms), e)
+    return [await _entry(svc, e) for e in found.values()], page.cursor
 
 
 async def get_entry(svc: Services, account_id: str, dlq_id: str) -> Entry:
