@@ -17,13 +17,15 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing.actions import workflows
+from homing.actions import workflow_dlq, workflows
+from homing.actions.context import Services
 from homing.console import filtering, render
 from homing.console.context import Viewer, services
 from homing.console.gate import action, page
+from homing.console.pages.dlq import run_entry
 from homing.console.respond import confirm_page, confirmed, flash, page_response
 from homing.errors import NotFound
-from homing.models import Redaction, Run, RunStep
+from homing.models import MessageFilter, Redaction, Run, RunState, RunStep
 from homing.web import views
 
 PAGE_SIZE = 50
@@ -102,13 +104,41 @@ def run_view(run: Run) -> dict[str, Any]:
     }
 
 
+# The message that failed a run is one of its last steps (parallel steps fail together).
+_FAILED_STEPS = 20
+
+
+async def dlq_entry(svc: Services, run: Run) -> workflow_dlq.Entry | None:
+    """The DLQ entry of a failed run (resumed, restarted or deleted: None)."""
+    if run.state is not RunState.FAILED or not run.steps:
+        return None
+    ids = tuple(s.message_id for s in run.steps[-_FAILED_STEPS:])
+    found, _ = await workflow_dlq.list_entries(
+        svc,
+        run.account_id,
+        MessageFilter(message_ids=ids),
+        workflow_dlq.Selection(run_ids=(run.run_id,), created_ms=run.created_ms),
+        cursor=None,
+        count=len(ids),
+    )
+    return found[0] if found else None
+
+
 @page
 async def show_run(request: Request, viewer: Viewer) -> Response:
     run_id = request.path_params["run_id"]
-    run = await services(request).storage.get_run(viewer.account_id, run_id)
+    svc = services(request)
+    run = await svc.storage.get_run(viewer.account_id, run_id)
     if run is None:
         raise NotFound(f"Workflow run {run_id} was not found (it may have expired).")
-    context = {"nav": "runs", "run": run, "view": run_view(run)}
+    found = await dlq_entry(svc, run)
+    context = {
+        "nav": "runs",
+        "run": run,
+        "view": run_view(run),
+        "dlq": run_entry(found.entry, found.callbacks) if found else None,
+        "dlq_message_id": found.entry.id if found else None,
+    }
     return page_response(request, viewer, "run.html", context)
 
 
