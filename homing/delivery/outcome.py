@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from homing.callbacks import callback_doc
 from homing.models import (
     AttemptOutcome,
     CallbackSpec,
@@ -62,31 +63,7 @@ def is_non_retryable(response: Response) -> bool:
 def callback_body(
     message: Message, response: Response, *, max_body: int, dlq_id: str | None = None
 ) -> bytes:
-    """The JSON body of a callback or failure callback, as the SDKs parse it."""
-    doc: dict[str, Any] = {
-        "status": response.status,
-        "header": response.headers,
-        "body": base64.b64encode(response.body[:max_body]).decode(),
-        "retried": message.attempts,
-        "maxRetries": message.spec.max_retries,
-        "sourceMessageId": message.id,
-        "url": message.url,
-        "method": message.spec.method,
-        "sourceHeader": message.spec.headers,
-        "sourceBody": base64.b64encode(message.body).decode(),
-        "notBefore": message.not_before_ms,
-        "createdAt": message.created_ms,
-        "callerIP": message.caller_ip,
-    }
-    if message.topic_name:
-        doc["topicName"] = message.topic_name
-    if message.endpoint_name:
-        doc["endpointName"] = message.endpoint_name
-    if message.schedule_id:
-        doc["scheduleId"] = message.schedule_id
-    if dlq_id is not None:
-        doc["dlqId"] = dlq_id
-    return orjson.dumps(doc)
+    return orjson.dumps(callback_doc(message, response, max_body=max_body, dlq_id=dlq_id))
 
 
 def _callback_message(

@@ -12,10 +12,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
+from homing.callbacks import callback_doc
 from homing.errors import InvalidRequest, NotFound
 from homing.headers import PublishOptions
 from homing.models import (
@@ -158,25 +158,13 @@ def failure_body(
 ) -> bytes:
     """The body of a run's failure callback: the QStash failure-callback JSON, plus the run id
     and creation time, with the run's initial payload as `sourceBody` (`InitialBody`)."""
-    doc: dict[str, Any] = {
-        "status": response.status,
-        "header": response.headers,
-        "body": base64.b64encode(response.body[:max_body]).decode(),
-        "retried": message.attempts,
-        "maxRetries": message.spec.max_retries,
-        "sourceMessageId": message.id,
-        "url": run.url,
-        "method": message.spec.method,
-        "sourceHeader": message.spec.headers,
-        "sourceBody": base64.b64encode(run.payload).decode(),
-        "notBefore": message.not_before_ms,
-        "createdAt": message.created_ms,
-        "callerIP": message.caller_ip,
-        "workflowRunId": run.run_id,
-        "workflowCreatedAt": run.created_ms,
-    }
-    if dlq_id is not None:
-        doc["dlqId"] = dlq_id
+    doc = callback_doc(message, response, max_body=max_body, dlq_id=dlq_id)
+    doc.update(
+        url=run.url,
+        sourceBody=base64.b64encode(run.payload).decode(),
+        workflowRunId=run.run_id,
+        workflowCreatedAt=run.created_ms,
+    )
     return orjson.dumps(doc)
 
 

@@ -17,6 +17,7 @@ ROOT = Path(homing.__file__).parent
 # Pure policy: decisions as functions of their inputs. They may use each other, the models and
 # the error tree, and nothing that touches the outside world or reads the clock on its own.
 PURE = (
+    "homing.callbacks",
     "homing.cron",
     "homing.delivery.outcome",
     "homing.durations",
