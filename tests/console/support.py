@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -11,8 +12,9 @@ import httpx
 import pytest
 
 from tests.support import waiting
-from tests.support.receiver import Receiver, Reply
+from tests.support.receiver import Received, Receiver, Reply
 from tests.support.server import DEV_TOKEN, RunningServer
+from tests.support.workflows import publish_step, start_run
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -88,3 +90,40 @@ def down_destination(receiver: Receiver, path: str = "/down") -> Switch:
     switch = Switch()
     receiver.on(path, switch)
     return switch
+
+
+WORKFLOW_REPLY = Reply(200, b'{"ok":true}', {"Upstash-Workflow-Sdk-Version": "1"})
+STEP = {"stepId": 1, "stepName": "one", "stepType": "Run", "out": '"a"', "concurrent": 1}
+
+
+class FailingSteps:
+    """A workflow app that answers its init and fails every step after it."""
+
+    def __init__(self) -> None:
+        self.calls: list[Received] = []
+
+    def __call__(self, req: Received) -> Reply:
+        self.calls.append(req)
+        first = len(json.loads(req.body)) == 1  # the step list holds only the initial payload
+        return WORKFLOW_REPLY if first else Reply(500, b'{"message":"boom"}')
+
+    def of_run(self, run_id: str) -> Received | None:
+        return next((c for c in self.calls if c.headers["Upstash-Workflow-RunId"] == run_id), None)
+
+
+def fail_run(client: httpx.Client, receiver: Receiver, run_id: str, **more: str) -> str:
+    """Start `run_id`, publish its first step, whose delivery fails for good; its DLQ id."""
+    url = receiver.url("/wf")
+    start_run(client, run_id, url, '{"order":7}', **{"upstash-retries": "0"}, **more)
+    eventually(
+        lambda: any(c.headers["Upstash-Workflow-RunId"] == run_id for c in receiver.to("/wf"))
+    )
+    publish_step(client, run_id, url, STEP)
+
+    def entry() -> str | None:
+        found = client.get("/v2/dlq", params={"source": "workflow", "workflowRunId": run_id})
+        listed: list[dict[str, Any]] = found.json()["messages"]
+        return listed[0]["dlqId"] if listed else None
+
+    dlq_id: str = eventually(entry)
+    return dlq_id

@@ -6,7 +6,15 @@ from typing import Any
 
 from tests.conftest import ServerFactory
 from tests.console.conftest import Watched, sign_in_browser
-from tests.console.support import api, dlq_ids, down_destination, eventually, publish
+from tests.console.support import (
+    FailingSteps,
+    api,
+    dlq_ids,
+    down_destination,
+    eventually,
+    fail_run,
+    publish,
+)
 from tests.support.receiver import Receiver, Reply
 from tests.support.workflows import publish_step, start_run
 
@@ -209,4 +217,26 @@ def test_find_a_workflow_run_read_its_steps_then_cancel_it(
     assert "RUN_CANCELED" in page.locator("h1").inner_text()
     assert watched.dialogs == ["confirm: Cancel workflow run wfr_browser?"]
     assert page.evaluate("window.__pwned") is None
+    assert not watched.errors
+
+
+def test_resume_a_failed_workflow_run_from_the_dlq(
+    start_server: ServerFactory, receiver: Receiver, watched: Watched
+) -> None:
+    server = start_server(mode="serve")
+    app = FailingSteps()
+    receiver.on("/wf", app)
+    fail_run(api(server), receiver, "wfr_resume_me")
+    page = watched.page
+    sign_in_browser(page, server)
+
+    page.click("nav >> text=DLQ")
+    _row(page, "wfr_resume_me").locator("button", has_text="Resume").click()
+
+    page.wait_for_url("**/console/runs/wfr_*")
+    new_run = page.url.rsplit("/", 1)[1]
+    assert new_run != "wfr_resume_me"
+    assert page.locator(".notice").inner_text() == f"Resumed run wfr_resume_me as {new_run}."
+    assert watched.dialogs == ["confirm: Resume workflow run wfr_resume_me under a new run id?"]
+    eventually(lambda: app.of_run(new_run))
     assert not watched.errors

@@ -10,57 +10,19 @@ import json
 import re
 from typing import Any
 
-import httpx
 import pytest
 
 from homing.models import SigningKeys
 from tests.conftest import ServerFactory
 from tests.console.conftest import csrf_of, sign_in_http
-from tests.console.support import api, dlq_ids, eventually, publish
+from tests.console.support import FailingSteps, api, dlq_ids, eventually, fail_run, publish
 from tests.support.receiver import Received, Receiver, Reply
 from tests.support.server import RunningServer
-from tests.support.workflows import publish_step, start_run
-
-WORKFLOW_REPLY = Reply(200, b'{"ok":true}', {"Upstash-Workflow-Sdk-Version": "1"})
-STEP = {"stepId": 1, "stepName": "one", "stepType": "Run", "out": '"a"', "concurrent": 1}
 
 
 @pytest.fixture
 def serve(start_server: ServerFactory) -> RunningServer:
     return start_server(mode="serve")
-
-
-class App:
-    """A workflow app that answers its init and fails every step after it."""
-
-    def __init__(self) -> None:
-        self.calls: list[Received] = []
-
-    def __call__(self, req: Received) -> Reply:
-        self.calls.append(req)
-        first = len(json.loads(req.body)) == 1  # the step list holds only the initial payload
-        return WORKFLOW_REPLY if first else Reply(500, b'{"message":"boom"}')
-
-    def of_run(self, run_id: str) -> Received | None:
-        return next((c for c in self.calls if c.headers["Upstash-Workflow-RunId"] == run_id), None)
-
-
-def fail_run(client: httpx.Client, receiver: Receiver, run_id: str, **more: str) -> str:
-    """Start `run_id`, publish its first step, whose delivery fails for good; its DLQ id."""
-    url = receiver.url("/wf")
-    start_run(client, run_id, url, '{"order":7}', **{"upstash-retries": "0"}, **more)
-    eventually(
-        lambda: any(c.headers["Upstash-Workflow-RunId"] == run_id for c in receiver.to("/wf"))
-    )
-    publish_step(client, run_id, url, STEP)
-
-    def entry() -> str | None:
-        found = client.get("/v2/dlq", params={"source": "workflow", "workflowRunId": run_id})
-        listed: list[dict[str, Any]] = found.json()["messages"]
-        return listed[0]["dlqId"] if listed else None
-
-    dlq_id: str = eventually(entry)
-    return dlq_id
 
 
 def step_names(req: Received) -> list[Any]:
@@ -70,7 +32,7 @@ def step_names(req: Received) -> list[Any]:
 def test_a_failed_run_is_resumed_from_the_dlq_page_once_with_the_csrf_token(
     serve: RunningServer, receiver: Receiver
 ) -> None:
-    app = App()
+    app = FailingSteps()
     receiver.on("/wf", app)
     client, console = api(serve), sign_in_http(serve)
     dlq_id = fail_run(client, receiver, "wfr_broken")
@@ -121,7 +83,7 @@ def test_a_failed_run_is_resumed_from_the_dlq_page_once_with_the_csrf_token(
 def test_restart_from_the_run_page_and_the_failure_callback_sent_again(
     serve: RunningServer, receiver: Receiver
 ) -> None:
-    app = App()
+    app = FailingSteps()
     receiver.on("/wf", app)
     answers = iter([Reply(500, b"callback broke"), Reply(200, b"ok")])
     receiver.on("/failure", lambda _: next(answers))
@@ -188,7 +150,7 @@ def test_a_read_only_session_sees_the_run_entry_but_cannot_resume_or_restart(
         )
 
     serve.run(create)
-    app = App()
+    app = FailingSteps()
     receiver.on("/wf", app)
     client = api(serve)
     dlq_id = fail_run(client, receiver, "wfr_ro")
