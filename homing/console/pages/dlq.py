@@ -77,7 +77,7 @@ async def run_entries(svc: Services, entries: Sequence[Message]) -> dict[str, Ru
     """The entries of a page that failed a workflow run, by DLQ id."""
     out: dict[str, RunEntry] = {}
     for entry in entries:
-        if entry.spec.workflow is None:
+        if entry.spec.workflow is None or not workflow_dlq.Selection().matches(entry):
             continue  # most entries: no look-up
         found = run_entry(entry, await workflow_dlq.failure_callbacks(svc, entry))
         if found is not None:
