@@ -292,6 +292,25 @@ _CANCELLED = {
 }
 
 
+_STR = {"type": "string"}
+_HEADERS = {"type": "object", "additionalProperties": {"type": "array", "items": _STR}}
+_WAITER = {
+    "type": "object",
+    "properties": {
+        "url": _STR,
+        "deadline": {"type": "integer", "description": "Unix seconds"},
+        "headers": _HEADERS,
+        "timeoutUrl": _STR,
+        "timeoutHeaders": _HEADERS,
+        "workflowRunId": _STR,
+    },
+}
+_NOTIFIED = {
+    "type": "object",
+    "properties": {"waiter": _WAITER, "messageId": _STR, "error": _STR},
+}
+
+
 def _not_yet(summary: str, status: str = "501") -> dict[str, Any]:
     return _op(summary + " (not supported by Homing yet)", {status: _ERROR})
 
@@ -329,9 +348,26 @@ def _workflow_paths() -> dict[str, Any]:
                 parameters=[run_id, _query("cancel", {"type": "boolean"})],
             ),
         },
-        "/v2/wait/{eventId}": {"post": _not_yet("Wait for an event", "412")},
-        "/v2/notify/{eventId}": {"post": _not_yet("Notify waiters of an event")},
-        "/v2/waiters/{eventId}": {"get": _not_yet("List the waiters of an event")},
+        "/v2/wait/{eventId}": {
+            "post": _op(
+                "Register a waiter of a workflow run (context.waitForEvent)",
+                {"200": _json({"type": "object", "properties": {"messageId": _STR}})},
+            )
+        },
+        "/v2/notify/{eventId}": {
+            "post": _op(
+                "Notify every waiter of an event (none: the event is dropped); the body is the "
+                "event data. Two segments whose first is a run id (wfr_...) notify that run "
+                "only, and keep the event for its next wait when it does not wait yet",
+                {"200": _json({"type": "array", "items": _NOTIFIED})},
+            )
+        },
+        "/v2/waiters/{eventId}": {
+            "get": _op(
+                "The waiters of an event (deadline in Unix seconds)",
+                {"200": _json({"type": "array", "items": _WAITER})},
+            )
+        },
         "/v2/workflows/events": {"get": _not_yet("Workflow run logs")},
         "/v2/workflows/logs": {"get": _not_yet("Workflow run logs")},
         "/v2/workflows/dlq": {
@@ -348,7 +384,12 @@ def _workflow_paths() -> dict[str, Any]:
         "/v2/trigger/{workflowUrl}": {"post": _not_yet("Trigger a workflow run")},
         "/v2/batch/trigger": {"post": _not_yet("Trigger workflow runs")},
         "/v2/workflows/hooks/{userId}/{workflowRunId}/{eventId}": {
-            method: _not_yet("Call a workflow webhook")
+            method: {
+                "summary": "Call a workflow webhook (context.createWebhook): no token, the URL "
+                "is the capability; the call is the run's event, kept for its next wait",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}), "404": _ERROR},
+            }
             for method in ("get", "post", "put", "patch", "delete")
         },
     }

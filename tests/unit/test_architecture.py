@@ -31,6 +31,7 @@ PURE = (
     "homing.workflow.control",
     "homing.workflow.runs",
     "homing.workflow.steps",
+    "homing.workflow.waits",
 )
 IO = (
     "aiohttp", "asyncio", "asyncpg", "http.client", "httpx", "requests", "socket", "sqlite3",
