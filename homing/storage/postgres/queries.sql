@@ -885,7 +885,7 @@ DELETE FROM workflow_waiters WHERE id = $1
 -- name: lock_run_events
 -- A run-scoped notify and a wait of the same (run, event) take turns, on every node: either
 -- the wait sees the kept event, or the notify sees the waiter.
-SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(0) || $2 || chr(0) || $3, 0))
+SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))
 
 -- name: oldest_event
 SELECT seq, data FROM workflow_events
