@@ -4,10 +4,12 @@ run, kept events consumed by the run's next wait (oldest first), due waiters fou
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
-from homing.models import NewWaiter
+from homing.models import NewWaiter, RunState
 from homing.storage.base import Storage
 from tests.contract.conftest import ACCOUNT, KEYS, OTHER, T0, StorageFactory
+from tests.contract.test_workflows import new_run
 
 URL = "https://app.example/api/wf"
 
@@ -38,7 +40,17 @@ def waiter(
     )
 
 
+async def runs(storage: Storage, *run_ids: str, account_id: str = ACCOUNT) -> None:
+    """Active runs of these ids (only an active run's waiters are reached)."""
+    for run_id in run_ids:
+        run, init = new_run(run_id)
+        run = dataclasses.replace(run, account_id=account_id)
+        init = dataclasses.replace(init, account_id=account_id)
+        await storage.start_run(run, init, now_ms=T0, dedup_window_ms=0)
+
+
 async def test_a_waiter_reads_back_as_registered_and_once_per_run_step(storage: Storage) -> None:
+    await runs(storage, "wfr_one")
     first = await storage.add_waiter(waiter(1))
     again = await storage.add_waiter(waiter(9, step_key="s:1"))
 
@@ -51,6 +63,8 @@ async def test_a_waiter_reads_back_as_registered_and_once_per_run_step(storage: 
 async def test_an_account_wide_event_reaches_every_waiter_of_the_account_and_keeps_nothing(
     storage: Storage,
 ) -> None:
+    await runs(storage, "wfr_a", "wfr_b", "wfr_c", "wfr_e")
+    await runs(storage, "wfr_d", account_id=OTHER)
     await storage.add_waiter(waiter(1, run_id="wfr_a"))
     await storage.add_waiter(waiter(2, run_id="wfr_b"))
     await storage.add_waiter(waiter(3, run_id="wfr_c", event_id="other"))
@@ -92,6 +106,7 @@ async def test_a_run_scoped_event_without_a_waiter_is_kept_for_the_runs_next_wai
 async def test_a_run_scoped_event_reaches_the_runs_waiter_and_is_not_kept(
     storage: Storage,
 ) -> None:
+    await runs(storage, "wfr_one", "wfr_two")
     await storage.add_waiter(waiter(1))
     await storage.add_waiter(waiter(2, run_id="wfr_two"))
 
@@ -137,6 +152,7 @@ async def test_a_wait_and_a_run_scoped_notify_racing_on_two_nodes_always_meet(
     b = await open_node()
     met = 0
     rounds = 20
+    await runs(a, *(f"wfr_race{n}" for n in range(rounds)))
     for n in range(rounds):
         run_id = f"wfr_race{n}"
         registered, reached = await asyncio.gather(
@@ -149,3 +165,24 @@ async def test_a_wait_and_a_run_scoped_notify_racing_on_two_nodes_always_meet(
         # never neither.
         met += (registered.event is not None) + len(reached)
     assert met == rounds
+
+
+async def test_waiters_of_a_run_that_ended_are_neither_reached_nor_listed_but_still_due(
+    storage: Storage,
+) -> None:
+    await runs(storage, "wfr_one", "wfr_two")
+    await storage.add_waiter(waiter(1, deadline_ms=T0 + 10))
+    await storage.add_waiter(waiter(2, run_id="wfr_two"))
+    await storage.end_run(ACCOUNT, "wfr_one", state=RunState.CANCELED, now_ms=T0)
+
+    reached = await storage.waiters_to_notify(
+        ACCOUNT, "order-1", run_id=None, keep=None, now_ms=T0, limit=10
+    )
+    scoped = await storage.waiters_to_notify(
+        ACCOUNT, "order-1", run_id="wfr_one", keep=None, now_ms=T0, limit=10
+    )
+
+    assert [w.id for w in reached] == ["w2"] and scoped == []
+    assert [w.id for w in await storage.list_waiters(ACCOUNT, "order-1", limit=10)] == ["w2"]
+    # The timeout round still finds it, and forgets it (its run takes no result).
+    assert [w.id for w in await storage.due_waiters(now_ms=T0 + 10, limit=10)] == ["w1"]

@@ -857,16 +857,22 @@ SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, ti
 FROM workflow_waiters WHERE account_id = $1 AND run_id = $2 AND step_key = $3
 
 -- name: event_waiters
+-- Waiters of runs that ended (canceled, failed) are not reached nor listed; the timeout
+-- round forgets them at their deadline.
 SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
        timeout_headers, step, timeout, created_ms
-FROM workflow_waiters WHERE account_id = $1 AND event_id = $2
+FROM workflow_waiters w WHERE account_id = $1 AND event_id = $2
+  AND EXISTS (SELECT 1 FROM workflow_runs r WHERE r.account_id = w.account_id
+              AND r.run_id = w.run_id AND r.state = 'RUN_STARTED')
 ORDER BY created_ms, id
 LIMIT $3
 
 -- name: run_event_waiters
 SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
        timeout_headers, step, timeout, created_ms
-FROM workflow_waiters WHERE account_id = $1 AND event_id = $2 AND run_id = $3
+FROM workflow_waiters w WHERE account_id = $1 AND event_id = $2 AND run_id = $3
+  AND EXISTS (SELECT 1 FROM workflow_runs r WHERE r.account_id = w.account_id
+              AND r.run_id = w.run_id AND r.state = 'RUN_STARTED')
 ORDER BY created_ms, id
 
 -- name: due_waiters

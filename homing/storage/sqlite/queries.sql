@@ -514,16 +514,22 @@ SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, ti
 FROM workflow_waiters WHERE account_id = ? AND run_id = ? AND step_key = ?
 
 -- name: event_waiters
+-- Waiters of runs that ended (canceled, failed) are not reached nor listed; the timeout
+-- round forgets them at their deadline.
 SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
        timeout_headers, step, timeout, created_ms
-FROM workflow_waiters WHERE account_id = ? AND event_id = ?
+FROM workflow_waiters w WHERE account_id = ? AND event_id = ?
+  AND EXISTS (SELECT 1 FROM workflow_runs r WHERE r.account_id = w.account_id
+              AND r.run_id = w.run_id AND r.state = 'RUN_STARTED')
 ORDER BY created_ms, id
 LIMIT ?
 
 -- name: run_event_waiters
 SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
        timeout_headers, step, timeout, created_ms
-FROM workflow_waiters WHERE account_id = ? AND event_id = ? AND run_id = ?
+FROM workflow_waiters w WHERE account_id = ? AND event_id = ? AND run_id = ?
+  AND EXISTS (SELECT 1 FROM workflow_runs r WHERE r.account_id = w.account_id
+              AND r.run_id = w.run_id AND r.state = 'RUN_STARTED')
 ORDER BY created_ms, id
 
 -- name: due_waiters
