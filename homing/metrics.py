@@ -108,7 +108,8 @@ class Metrics:
         )
         self.task_failures = Counter(
             "homing_task_failures",
-            "Failed runs of background tasks (engine.renew, engine.reap, engine.purge, scheduler)",
+            "Failed runs of background tasks (engine.renew, engine.reap, engine.purge, scheduler, "
+            "waiters)",
             ["task"],
             registry=r,
         )
