@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from homing.models import Waiter
+from homing.storage.sqlite.backend import SqliteStorage
+from tests.conftest import ServerFactory
 from tests.support.http import api
 from tests.support.receiver import Received, Receiver, Reply
 from tests.support.server import RunningServer
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, wait_until
 from tests.support.workflows import start_run as start
 from tests.support.workflows import step_headers
 
@@ -236,3 +241,57 @@ def test_bad_waits_and_notifies_are_refused_with_a_clear_400(
     assert "soon" in bad_timeout.json()["error"]
     assert "wfr_unknown" in unknown_run.json()["error"]
     assert http.get("/v2/waiters/e").json() == []
+
+
+class WaiterTimeoutsFailing(SqliteStorage):
+    """The real SQLite store, with one fault the test switches on and off: finding due waiters
+    (the waiter timer's read) raises, as a broken database connection would."""
+
+    failing = False
+
+    async def due_waiters(self, *, now_ms: int, limit: int) -> list[Waiter]:
+        if self.failing:
+            raise ConnectionError("connection reset by peer")
+        return await super().due_waiters(now_ms=now_ms, limit=limit)
+
+
+@pytest.mark.timeout(30)
+def test_failing_waiter_timeouts_are_logged_counted_and_make_the_node_unready_until_they_recover(
+    start_server: ServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = WaiterTimeoutsFailing(str(tmp_path / "faulty.db"))
+    server = start_server(storage=store)
+    ready = lambda: httpx.get(server.base_url + "/readyz")  # noqa: E731
+
+    store.failing = True
+    assert wait_until(lambda: ready().status_code == 503, timeout=6)
+    assert ready().json()["problems"]["waiters"] == (
+        "waiter timeouts failing: connection reset by peer"
+    )
+    assert metric(server, 'homing_task_failures_total{task="waiters"}') >= 1
+    failed = [r for r in caplog.records if getattr(r, "event", None) == "workflow.waiters_failed"]
+    assert failed and failed[0].levelname == "ERROR"
+
+    store.failing = False
+    assert wait_until(lambda: ready().status_code == 200, timeout=6)
+
+
+def test_each_waiter_event_is_a_json_log_event(
+    http: httpx.Client, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="homing")
+    url = started(http, receiver, "wfr_logged")
+    wait(http, "wfr_logged", url, "logged")
+    http.post("/v2/notify/logged", content=b"x")
+    http.post("/v2/notify/logged", content=b"x")
+    http.post("/v2/notify/wfr_logged/later", content=b"x")
+
+    logged = [getattr(r, "event", None) for r in caplog.records]
+    for name in (
+        "workflow.waiter_registered",
+        "workflow.waiter_notified",
+        "workflow.notify_delivered",
+        "workflow.notify_unmatched",
+        "workflow.notify_kept",
+    ):
+        assert name in logged, name
