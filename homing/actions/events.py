@@ -110,6 +110,7 @@ async def wait(
             f"workflow run {request.run_id!r} does not exist or has ended: it cannot wait"
         )
     now = svc.clock.now_ms()
+    lookback = svc.settings.keep_unmatched_events_ms
     registered = await svc.storage.add_waiter(
         NewWaiter(
             id=ids.message_id(),
@@ -125,7 +126,8 @@ async def wait(
             step=request.step,
             timeout=request.timeout,
             created_ms=now,
-        )
+        ),
+        unmatched_since_ms=now - lookback if lookback > 0 else None,
     )
     waiter = registered.waiter
     if registered.duplicate:
@@ -155,19 +157,22 @@ async def _scope(svc: Services, account_id: str, rest: str) -> tuple[str | None,
 
 
 async def notify(svc: Services, account_id: str, rest: str, data: bytes) -> list[Resolution]:
-    """`POST /v2/notify/{eventId}` (every waiter of the account; none: dropped) or
+    """`POST /v2/notify/{eventId}` (every waiter of the account; none: dropped, or kept for
+    the first wait of the event id with `--keep-unmatched-events`) or
     `POST /v2/notify/{workflowRunId}/{eventId}` (the run's waiter; none: kept for the run's
     next wait, if the run is active). Returns the waiters it notified."""
     run_id, event_id = await _scope(svc, account_id, rest)
     event_id = waits.event_id(event_id)
     keep: bytes | None = data
-    if run_id is not None and await active_run(svc, account_id, run_id) is None:
+    if run_id is None and svc.settings.keep_unmatched_events_ms <= 0:
+        keep = None  # account-wide and nobody waits: dropped, as the hosted service does
+    elif run_id is not None and await active_run(svc, account_id, run_id) is None:
         keep = None  # an ended run never waits again: nothing to keep the event for
     found = await svc.storage.waiters_to_notify(
         account_id,
         event_id,
         run_id=run_id,
-        keep=keep if run_id is not None else None,
+        keep=keep,
         now_ms=svc.clock.now_ms(),
         limit=MAX_NOTIFIED,
     )
@@ -179,7 +184,7 @@ async def notify(svc: Services, account_id: str, rest: str, data: bytes) -> list
     if out:
         svc.metrics.workflow_notifies.labels("delivered").inc()
         outcome = "delivered"
-    elif run_id is not None and keep is not None and not found:
+    elif keep is not None and not found:
         svc.metrics.workflow_notifies.labels("kept").inc()
         outcome = "kept"
     else:

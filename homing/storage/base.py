@@ -520,12 +520,15 @@ class Storage(abc.ABC):
     # -- workflow waiters -------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def add_waiter(self, waiter: NewWaiter) -> Registered:
+    async def add_waiter(
+        self, waiter: NewWaiter, *, unmatched_since_ms: int | None = None
+    ) -> Registered:
         """Register a waiter, durable on return. If the run already has a waiter at the same
         step (`step_key`), nothing is stored and that one is returned (`duplicate=True`).
-        Otherwise, if an event is kept for (account, run, event id), the oldest one is
-        consumed in the same transaction and returned with the waiter. Ordered against
-        `waiters_to_notify(run_id=...)` of the same (run, event) on every node: an event is
+        Otherwise, if an event is kept for (account, run, event id) — or, with
+        `unmatched_since_ms`, an account-wide event of that id kept since then — the oldest
+        one is consumed in the same transaction and returned with the waiter. Ordered against
+        `waiters_to_notify` of the same (run or account, event) on every node: an event is
         either kept before the waiter registers (and consumed by it) or finds the waiter."""
 
     @abc.abstractmethod
@@ -540,10 +543,11 @@ class Storage(abc.ABC):
         limit: int,
     ) -> list[Waiter]:
         """The waiters an event reaches: every waiter of the account for `event_id` (at most
-        `limit`, oldest first), or only the run's when `run_id` is given. With `run_id` and
-        `keep`, when the run has no such waiter, `keep` is stored as the event's data for the
-        run's next wait, in the same transaction. Nothing is removed: a waiter leaves with
-        `remove_waiter` once its result is in the run."""
+        `limit`, oldest first), or only the run's when `run_id` is given; only waiters of
+        active runs. With `keep`, when no waiter is found, `keep` is stored as the event's data
+        in the same transaction: for the run's next wait (`run_id`), or account-wide for the
+        first wait of the event id (`add_waiter(unmatched_since_ms=...)`). Nothing is
+        removed: a waiter leaves with `remove_waiter` once its result is in the run."""
 
     @abc.abstractmethod
     async def list_waiters(self, account_id: str, event_id: str, *, limit: int) -> list[Waiter]:

@@ -295,3 +295,18 @@ def test_each_waiter_event_is_a_json_log_event(
         "workflow.notify_kept",
     ):
         assert name in logged, name
+
+
+def test_with_keep_unmatched_events_an_early_account_wide_notify_reaches_the_first_wait(
+    start_server: ServerFactory, receiver: Receiver
+) -> None:
+    server = start_server(keep_unmatched_events_ms=60_000)
+    with api(server) as client:
+        url = started(client, receiver, "wfr_kept")
+        assert client.post("/v2/notify/early-bird", content=b"first").json() == []
+
+        assert wait(client, "wfr_kept", url, "early-bird").status_code == 200
+
+        result = last_step(eventually(lambda: deliveries(receiver, "wfr_kept")[1:])[0])
+        assert result["out"] == b64("first")
+        assert metric(server, 'homing_workflow_notifies_total{result="kept"}') == 1

@@ -186,3 +186,20 @@ async def test_waiters_of_a_run_that_ended_are_neither_reached_nor_listed_but_st
     assert [w.id for w in await storage.list_waiters(ACCOUNT, "order-1", limit=10)] == ["w2"]
     # The timeout round still finds it, and forgets it (its run takes no result).
     assert [w.id for w in await storage.due_waiters(now_ms=T0 + 10, limit=10)] == ["w1"]
+
+
+async def test_an_account_wide_event_kept_on_request_goes_to_the_first_wait_within_its_time(
+    storage: Storage,
+) -> None:
+    await runs(storage, "wfr_one", "wfr_two", "wfr_three")
+    for data, at in ((b"stale", T0), (b"fresh", T0 + 5_000)):
+        kept = await storage.waiters_to_notify(
+            ACCOUNT, "order-1", run_id=None, keep=data, now_ms=at, limit=10
+        )
+        assert kept == []
+
+    first = await storage.add_waiter(waiter(1), unmatched_since_ms=T0 + 1_000)
+    second = await storage.add_waiter(waiter(2, run_id="wfr_two"), unmatched_since_ms=T0 + 1_000)
+    without = await storage.add_waiter(waiter(3, run_id="wfr_three"))
+
+    assert (first.event, second.event, without.event) == (b"fresh", None, None)

@@ -898,6 +898,11 @@ SELECT seq, data FROM workflow_events
 WHERE account_id = $1 AND run_id = $2 AND event_id = $3
 ORDER BY seq LIMIT 1
 
+-- name: oldest_unmatched_event
+SELECT seq, data FROM workflow_events
+WHERE account_id = $1 AND run_id = '' AND event_id = $2 AND created_ms >= $3
+ORDER BY seq LIMIT 1
+
 -- name: delete_event
 DELETE FROM workflow_events WHERE seq = $1
 

@@ -41,11 +41,16 @@ class WaiterStore:
 
     _db: Database
 
-    async def add_waiter(self, waiter: NewWaiter) -> Registered:
+    async def add_waiter(
+        self, waiter: NewWaiter, *, unmatched_since_ms: int | None = None
+    ) -> Registered:
         w = waiter
 
         async def do(conn: Conn) -> Registered:
+            # Always in this order (the run's key, then the account-wide one): no deadlock.
             await conn.execute(Q["lock_run_events"], w.account_id, w.run_id, w.event_id)
+            if unmatched_since_ms is not None:
+                await conn.execute(Q["lock_run_events"], w.account_id, "", w.event_id)
             inserted = await conn.fetchval(
                 Q["insert_waiter"],
                 w.id,
@@ -70,6 +75,10 @@ class WaiterStore:
                     return Registered(_waiter(existing), duplicate=True)
                 raise RuntimeError("a waiter vanished while registering one at its step")
             kept = await conn.fetchrow(Q["oldest_event"], w.account_id, w.run_id, w.event_id)
+            if kept is None and unmatched_since_ms is not None:
+                kept = await conn.fetchrow(
+                    Q["oldest_unmatched_event"], w.account_id, w.event_id, unmatched_since_ms
+                )
             if kept is None:
                 return Registered(w)
             await conn.execute(Q["delete_event"], kept[0])
@@ -87,15 +96,19 @@ class WaiterStore:
         now_ms: int,
         limit: int,
     ) -> list[Waiter]:
-        if run_id is None:
+        if keep is None and run_id is None:
             rows = await self._db.fetch(Q["event_waiters"], account_id, event_id, limit)
             return [_waiter(r) for r in rows]
+        scope = run_id or ""  # "": an account-wide event kept for the first wait of its id
 
         async def do(conn: Conn) -> list[Waiter]:
-            await conn.execute(Q["lock_run_events"], account_id, run_id, event_id)
-            rows = await conn.fetch(Q["run_event_waiters"], account_id, event_id, run_id)
+            await conn.execute(Q["lock_run_events"], account_id, scope, event_id)
+            if run_id is None:
+                rows = await conn.fetch(Q["event_waiters"], account_id, event_id, limit)
+            else:
+                rows = await conn.fetch(Q["run_event_waiters"], account_id, event_id, run_id)
             if not rows and keep is not None:
-                await conn.execute(Q["insert_event"], account_id, run_id, event_id, keep, now_ms)
+                await conn.execute(Q["insert_event"], account_id, scope, event_id, keep, now_ms)
             return [_waiter(r) for r in rows]
 
         return await self._db.run(do)

@@ -550,6 +550,11 @@ SELECT seq, data FROM workflow_events
 WHERE account_id = ? AND run_id = ? AND event_id = ?
 ORDER BY seq LIMIT 1
 
+-- name: oldest_unmatched_event
+SELECT seq, data FROM workflow_events
+WHERE account_id = ? AND run_id = '' AND event_id = ? AND created_ms >= ?
+ORDER BY seq LIMIT 1
+
 -- name: delete_event
 DELETE FROM workflow_events WHERE seq = ?
 

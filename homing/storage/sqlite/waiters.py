@@ -56,7 +56,9 @@ def _waiter(r: Any) -> Waiter:
 class WaiterStore(Core):
     """The workflow-waiters part of the storage contract."""
 
-    async def add_waiter(self, waiter: NewWaiter) -> Registered:
+    async def add_waiter(
+        self, waiter: NewWaiter, *, unmatched_since_ms: int | None = None
+    ) -> Registered:
         def do(conn: sqlite3.Connection) -> Registered:
             key = (waiter.account_id, waiter.run_id, waiter.step_key)
             existing = conn.execute(Q["waiter_at_step"], key).fetchone()
@@ -66,6 +68,11 @@ class WaiterStore(Core):
             kept = conn.execute(
                 Q["oldest_event"], (waiter.account_id, waiter.run_id, waiter.event_id)
             ).fetchone()
+            if kept is None and unmatched_since_ms is not None:
+                kept = conn.execute(
+                    Q["oldest_unmatched_event"],
+                    (waiter.account_id, waiter.event_id, unmatched_since_ms),
+                ).fetchone()
             if kept is None:
                 return Registered(waiter)
             conn.execute(Q["delete_event"], (kept[0],))
@@ -86,16 +93,15 @@ class WaiterStore(Core):
         def do(conn: sqlite3.Connection) -> list[Waiter]:
             if run_id is None:
                 rows = conn.execute(Q["event_waiters"], (account_id, event_id, limit))
-                return [_waiter(r) for r in rows]
-            found = [
-                _waiter(r)
-                for r in conn.execute(Q["run_event_waiters"], (account_id, event_id, run_id))
-            ]
+            else:
+                rows = conn.execute(Q["run_event_waiters"], (account_id, event_id, run_id))
+            found = [_waiter(r) for r in rows]
             if not found and keep is not None:
-                conn.execute(Q["insert_event"], (account_id, run_id, event_id, keep, now_ms))
+                # run id "": an account-wide event kept for the first wait of its id
+                conn.execute(Q["insert_event"], (account_id, run_id or "", event_id, keep, now_ms))
             return found
 
-        if run_id is None or keep is None:
+        if keep is None:
             return await self._read(do)
         return await self._writer.call(do)
 
