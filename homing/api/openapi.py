@@ -305,6 +305,13 @@ _WAITER = {
         "workflowRunId": _STR,
     },
 }
+# Event ids: at most 512 characters (`homing.workflow.waits.MAX_EVENT_ID`).
+_EVENT_ID = {
+    "name": "eventId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 512},
+}
 _NOTIFIED = {
     "type": "object",
     "properties": {"waiter": _WAITER, "messageId": _STR, "error": _STR},
@@ -352,6 +359,7 @@ def _workflow_paths() -> dict[str, Any]:
             "post": _op(
                 "Register a waiter of a workflow run (context.waitForEvent)",
                 {"200": _json({"type": "object", "properties": {"messageId": _STR}})},
+                parameters=[_EVENT_ID],
             )
         },
         "/v2/notify/{eventId}": {
@@ -360,12 +368,14 @@ def _workflow_paths() -> dict[str, Any]:
                 "event data. Two segments whose first is a run id (wfr_...) notify that run "
                 "only, and keep the event for its next wait when it does not wait yet",
                 {"200": _json({"type": "array", "items": _NOTIFIED})},
+                parameters=[_EVENT_ID],
             )
         },
         "/v2/waiters/{eventId}": {
             "get": _op(
                 "The waiters of an event (deadline in Unix seconds)",
                 {"200": _json({"type": "array", "items": _WAITER})},
+                parameters=[_EVENT_ID],
             )
         },
         "/v2/workflows/events": {"get": _not_yet("Workflow run logs")},
@@ -388,7 +398,8 @@ def _workflow_paths() -> dict[str, Any]:
                 "summary": "Call a workflow webhook (context.createWebhook): no token, the URL "
                 "is the capability; the call is the run's event, kept for its next wait",
                 "security": [],
-                "responses": {"200": _json({"type": "object"}), "404": _ERROR},
+                "responses": {"200": _json({"type": "object"}), "400": _ERROR, "404": _ERROR},
+                "parameters": [_path_param("userId"), _path_param("workflowRunId"), _EVENT_ID],
             }
             for method in ("get", "post", "put", "patch", "delete")
         },
