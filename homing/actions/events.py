@@ -11,9 +11,10 @@ resolution is a repeat that removes it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 # Waiters one account-wide notify resolves, and waiters one listing or timeout round reads.
 MAX_NOTIFIED = 1000
 TIMEOUT_ROUND = 200
+# Waiters resolved at once by one notify or timeout round.
+RESOLVE_CONCURRENCY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,21 @@ async def resolve(svc: Services, waiter: Waiter, *, data: bytes | None) -> Resol
         },
     )
     return Resolution(waiter, result.message_id)
+
+
+async def _resolve_all(
+    svc: Services, found: Sequence[Waiter], *, data: bytes | None
+) -> list[Resolution | None]:
+    """Resolve waiters a few at a time: each is its own publish, and concurrent publishes
+    share commits (SQLite's writer, PostgreSQL's pool), so one event reaching hundreds of
+    runs does not take hundreds of commit times."""
+    gate = asyncio.Semaphore(RESOLVE_CONCURRENCY)
+
+    async def one(waiter: Waiter) -> Resolution | None:
+        async with gate:
+            return await resolve(svc, waiter, data=data)
+
+    return list(await asyncio.gather(*(one(w) for w in found)))
 
 
 async def wait(
@@ -160,7 +178,8 @@ async def notify(svc: Services, account_id: str, rest: str, data: bytes) -> list
     """`POST /v2/notify/{eventId}` (every waiter of the account; none: dropped, or kept for
     the first wait of the event id with `--keep-unmatched-events`) or
     `POST /v2/notify/{workflowRunId}/{eventId}` (the run's waiter; none: kept for the run's
-    next wait, if the run is active). Returns the waiters it notified."""
+    next wait, if the run is active). Returns the waiters it reached: each with the message of
+    its result, or the error that kept the run from taking it (the run ended meanwhile)."""
     run_id, event_id = await _scope(svc, account_id, rest)
     event_id = waits.event_id(event_id)
     keep: bytes | None = data
@@ -176,12 +195,9 @@ async def notify(svc: Services, account_id: str, rest: str, data: bytes) -> list
         now_ms=svc.clock.now_ms(),
         limit=MAX_NOTIFIED,
     )
-    out: list[Resolution] = []
-    for waiter in found:
-        done = await resolve(svc, waiter, data=data)
-        if done is not None and done.message_id is not None:
-            out.append(done)
-    if out:
+    # None: another resolution of this waiter got there first.
+    out = [r for r in await _resolve_all(svc, found, data=data) if r is not None]
+    if any(r.message_id for r in out):
         svc.metrics.workflow_notifies.labels("delivered").inc()
         outcome = "delivered"
     elif keep is not None and not found:
@@ -197,7 +213,7 @@ async def notify(svc: Services, account_id: str, rest: str, data: bytes) -> list
             "event": f"workflow.notify_{outcome}",
             "event_id": event_id,
             "run_id": run_id,
-            "waiters": len(out),
+            "waiters": sum(1 for r in out if r.message_id),
         },
     )
     return out
@@ -234,8 +250,7 @@ async def expire(svc: Services, *, now_ms: int) -> int:
     resolved = 0
     while True:
         due = await svc.storage.due_waiters(now_ms=now_ms, limit=TIMEOUT_ROUND)
-        for waiter in due:
-            if await resolve(svc, waiter, data=None) is not None:
-                resolved += 1
+        done = await _resolve_all(svc, due, data=None)
+        resolved += sum(1 for r in done if r is not None and r.message_id)
         if len(due) < TIMEOUT_ROUND:
             return resolved
