@@ -8,6 +8,7 @@ data, absent on a timeout), the notify answer and the waiters listing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from homing.actions import events
 from homing.models import Waiter
 from homing.storage.sqlite.backend import SqliteStorage
 from tests.conftest import ServerFactory
@@ -29,6 +31,7 @@ from tests.support.waiting import eventually, wait_until
 from tests.support.workflows import start_run as start
 from tests.support.workflows import step_headers
 
+DEV_ACCOUNT = "defaultUser"  # the dev token's account (its `UserID`)
 WORKFLOW_REPLY = Reply(200, b'{"ok":true}', {"Upstash-Workflow-Sdk-Version": "1"})
 
 
@@ -310,3 +313,28 @@ def test_with_keep_unmatched_events_an_early_account_wide_notify_reaches_the_fir
         result = last_step(eventually(lambda: deliveries(receiver, "wfr_kept")[1:])[0])
         assert result["out"] == b64("first")
         assert metric(server, 'homing_workflow_notifies_total{result="kept"}') == 1
+
+
+def test_a_notify_and_a_timeout_racing_resolve_a_waiter_once(
+    http: httpx.Client, receiver: Receiver, server: RunningServer
+) -> None:
+    url = started(http, receiver, "wfr_race")
+    assert wait(http, "wfr_race", url, "raced").status_code == 200
+    svc = server.services
+    [waiter] = server.run(lambda: svc.storage.list_waiters(DEV_ACCOUNT, "raced", limit=5))
+
+    async def race() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                events.resolve(svc, waiter, data=b"event"),
+                events.resolve(svc, waiter, data=None),
+                events.resolve(svc, waiter, data=b"event"),
+            )
+        )
+
+    outcomes = server.run(race)
+
+    assert sum(o is not None for o in outcomes) == 1
+    results = http.get("/v2/workflows/runs/wfr_race").json()[1:]
+    assert len(results) == 1  # the run took one wait result
+    assert http.get("/v2/waiters/raced").json() == []
