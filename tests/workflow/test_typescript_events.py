@@ -120,3 +120,20 @@ def test_a_call_to_a_webhook_url_continues_the_run_waiting_for_it(app: WorkflowA
         "test": "from-test",
     }
     assert call["sameUrl"] is True
+
+
+def test_a_waiter_and_a_kept_event_survive_kill_9_of_homing(
+    app: WorkflowApp, homing: HomingProcess
+) -> None:
+    waiting_id, kept_id = event(), event()
+    waiting = app.trigger("event-waiter", {"eventId": waiting_id, "timeout": "60s"})
+    app.wait_for("the run's waiter", lambda: waiters(app, waiting_id))
+    kept = app.trigger("event-waiter", {"eventId": kept_id, "timeout": "60s", "pauseMs": 2500})
+    assert notify(app, kept_id, "kept across a crash", run_id=kept) == []
+
+    homing.kill()
+    homing.start()
+
+    assert len(notify(app, waiting_id, "after the crash")) == 1
+    assert app.completed(waiting)["result"] == {"eventData": "after the crash", "timedOut": False}
+    assert app.completed(kept)["result"] == {"eventData": "kept across a crash", "timedOut": False}
