@@ -6,20 +6,25 @@ What a user sees: a run waiting for an event continues with the data `client.not
 timeout passing continues it with `timeout: true`; one notify reaches every run waiting for the
 event; a notify before the wait is dropped when account-wide (as the hosted service does) and
 kept for the run when run-scoped; a call to a `createWebhook` URL continues the run waiting for
-it with that request.
+it with that request. Waiters and kept events survive kill -9 of Homing; on two PostgreSQL
+nodes a run started through one is notified through the other, and a timeout fires once.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.multinode.support import Credentials
 from tests.reliability.support import HomingProcess
-from tests.workflow.support import WorkflowApp, homing_tail, qstash_env, ts_app
+from tests.support.server import PostgresSchemas, postgres_or_skip
+from tests.workflow.support import WorkflowApp, homing_tail, qstash_env, require_ts_app, ts_app
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +142,48 @@ def test_a_waiter_and_a_kept_event_survive_kill_9_of_homing(
     assert len(notify(app, waiting_id, "after the crash")) == 1
     assert app.completed(waiting)["result"] == {"eventData": "after the crash", "timedOut": False}
     assert app.completed(kept)["result"] == {"eventData": "kept across a crash", "timedOut": False}
+
+
+def test_on_two_postgres_nodes_a_run_started_on_one_is_notified_through_the_other(
+    tmp_path: Path,
+) -> None:
+    postgres_or_skip()
+    require_ts_app()
+    schemas = PostgresSchemas()
+    creds = Credentials()
+    flags = ["--host", "127.0.0.1", "--database", schemas.url_for("events"),
+             "--token", creds.token, "--current-signing-key", creds.current_key,
+             "--next-signing-key", creds.next_key, "--allow-private-destinations",
+             "--shutdown-timeout", "2"]  # fmt: skip
+    nodes = [
+        HomingProcess(tmp_path / f"node{i}", tmp_path / f"node{i}.log", mode="serve", extra=flags)
+        for i in range(2)
+    ]
+    try:
+        for node in nodes:  # one after the other: the first one migrates the schema
+            node.start()
+        # The app (and so the run and its wait) talks to the first node only.
+        env = qstash_env(nodes[0].base_url, creds.token, creds.current_key, creds.next_key)
+        diagnostics = lambda: "\n".join(homing_tail(n) for n in nodes)  # noqa: E731
+        with ts_app(tmp_path, env, name="ts-events-two-nodes", diagnostics=diagnostics) as app:
+            event_id, timing_out = event(), event()
+            run = app.trigger("event-waiter", {"eventId": event_id, "timeout": "60s"})
+            late = app.trigger("event-waiter", {"eventId": timing_out, "timeout": "1s"})
+            app.wait_for("the run's waiter", lambda: waiters(app, event_id))
+
+            other = httpx.Client(
+                base_url=nodes[1].base_url, headers={"Authorization": f"Bearer {creds.token}"}
+            )
+            answer = other.post(f"/v2/notify/{event_id}", content=b'"through node 1"')
+
+            assert answer.status_code == 200 and len(answer.json()) == 1, answer.text
+            done = app.completed(run, timeout=30)
+            assert done["result"] == {"eventData": "through node 1", "timedOut": False}
+            assert app.completed(late, timeout=30)["result"]["timedOut"] is True
+            time.sleep(0.5)  # a second result by the other node would show up by now
+            assert app.steps(run) == ["before-wait", "after-wait"]
+            assert app.steps(late) == ["before-wait", "after-wait"]
+    finally:
+        for node in nodes:
+            node.stop()
+        schemas.drop()
