@@ -49,8 +49,9 @@ async def waiters(request: Request) -> Response:
 
 
 def _forwarded_proto(request: Request) -> str:
-    # Behind a TLS-terminating proxy the scheme the caller used is the proxy's; uvicorn's
-    # proxy-headers handling (when enabled) has already put it in the scope.
+    # Behind a TLS-terminating proxy the caller used https: uvicorn puts the proxy's
+    # X-Forwarded-Proto in the scope when the proxy is trusted (127.0.0.1 by default,
+    # FORWARDED_ALLOW_IPS otherwise); the Host header must reach Homing unchanged.
     return request.url.scheme
 
 
