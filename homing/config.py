@@ -82,6 +82,9 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     dedup_window_ms: int = 10 * 60 * 1000
     schedule_grace_ms: int = 3_600_000  # a missed tick fires once if at most this late
+    # An account-wide workflow notify that reaches no waiter: dropped (0, as the hosted service
+    # does), or kept this long for the first waiter of its event id (opt-in).
+    keep_unmatched_events_ms: int = 0
     retention_ms: int = 7 * 86_400_000
     dlq_retention_ms: int = 7 * 86_400_000
     shutdown_timeout_s: float = 8.0

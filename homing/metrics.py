@@ -100,9 +100,23 @@ class Metrics:
             "Deliveries of workflow steps (the step list) to workflow endpoints",
             registry=r,
         )
+        self.workflow_waiters = Counter(
+            "homing_workflow_waiters",
+            "Workflow waiters by event (registered, notified, timed_out)",
+            ["event"],
+            registry=r,
+        )
+        self.workflow_notifies = Counter(
+            "homing_workflow_notifies",
+            "Notifies of workflow events by result (delivered: reached a waiter; kept: stored "
+            "for the run's next wait; unmatched: reached nobody and was dropped)",
+            ["result"],
+            registry=r,
+        )
         self.task_failures = Counter(
             "homing_task_failures",
-            "Failed runs of background tasks (engine.renew, engine.reap, engine.purge, scheduler)",
+            "Failed runs of background tasks (engine.renew, engine.reap, engine.purge, scheduler, "
+            "waiters)",
             ["task"],
             registry=r,
         )
@@ -130,6 +144,11 @@ class Metrics:
     def record_invoke(self, event: str) -> None:
         """An invoked child run started, or its end was returned (or not) to its invoker."""
         self.workflow_invokes.labels(event).inc()
+
+    def record_waiter(self, event: str, count: int = 1) -> None:
+        """A waiter registered, was notified or timed out."""
+        if count:
+            self.workflow_waiters.labels(event).inc(count)
 
     def record_publish(self, account: str, urls: list[str]) -> None:
         for url in urls:

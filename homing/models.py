@@ -528,3 +528,38 @@ class RunEnd:
     state: RunState | None  # the state after the call
     changed: bool
     message_ids: tuple[str, ...] = ()  # the run's messages, for cancelling those pending
+
+
+# -- workflow waiters (context.waitForEvent, notify, webhooks) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewWaiter:
+    """A run waiting for an event (`POST /v2/wait/{eventId}`), as registered."""
+
+    id: str
+    account_id: str
+    run_id: str
+    event_id: str
+    step_key: str  # the wait step's identity in the run (`homing.workflow.steps.step_key`)
+    url: str  # where the notified result goes
+    deadline_ms: int
+    headers: Headers  # publish headers of the notified result
+    timeout_url: str
+    timeout_headers: Headers  # publish headers of the timed-out result
+    step: bytes  # the wait step as the SDK sent it (JSON), the base of its result
+    timeout: str  # the timeout as the SDK gave it ("10d"), echoed in the result
+    created_ms: int
+
+
+Waiter = NewWaiter  # a stored waiter reads back exactly as it was registered
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """What registering a waiter did: `event` holds the data of an event kept for the run
+    (lookback) that this wait consumed; the waiter is then resolved at once with it."""
+
+    waiter: Waiter
+    event: bytes | None = None
+    duplicate: bool = False  # the run already waited at this step: nothing new was stored

@@ -31,6 +31,7 @@ from homing.health import Health
 from homing.metrics import Metrics
 from homing.models import SigningKeys
 from homing.scheduler.loop import Scheduler
+from homing.scheduler.waiters import WaiterTimer
 from homing.storage import open_storage
 from homing.storage.base import Storage
 from homing.telemetry import Telemetry
@@ -71,6 +72,7 @@ class Runtime:
         self.sender: Sender | None = None
         self.engine: DeliveryEngine | None = None
         self.scheduler: Scheduler | None = None
+        self.waiter_timer: WaiterTimer | None = None
 
     @property
     def runs_work(self) -> bool:
@@ -182,3 +184,7 @@ class Runtime:
         )
         await scheduler.start()
         self._stack.push_async_callback(scheduler.stop)
+        # Workflow waiters whose deadline passes (context.waitForEvent timeouts).
+        self.waiter_timer = waiter_timer = WaiterTimer(svc)
+        await waiter_timer.start()
+        self._stack.push_async_callback(waiter_timer.stop)

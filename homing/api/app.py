@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from homing.api import (
     dlq,
+    events,
     flow_control,
     keys,
     logs,
@@ -113,9 +114,9 @@ ROUTES = [
     Route("/v2/workflows/runs", workflows.cancel_runs, methods=["DELETE"]),
     Route("/v2/workflows/runs/{run_id}", workflows.get_steps, methods=["GET"]),
     Route("/v2/workflows/runs/{run_id}", workflows.end_run, methods=["DELETE"]),
-    Route("/v2/wait/{rest:path}", workflows.wait_for_event, methods=["POST"]),
-    Route("/v2/notify/{rest:path}", workflows.notify, methods=["POST"]),
-    Route("/v2/waiters/{rest:path}", workflows.waiters, methods=["GET"]),
+    Route("/v2/wait/{rest:path}", events.wait_for_event, methods=["POST"]),
+    Route("/v2/notify/{rest:path}", events.notify, methods=["POST"]),
+    Route("/v2/waiters/{rest:path}", events.waiters, methods=["GET"]),
     Route("/v2/workflows/events", workflow_client.logs, methods=["GET"]),
     Route("/v2/workflows/logs", workflow_client.logs, methods=["GET"]),
     Route("/v2/workflows/dlq", workflow_client.list_entries, methods=["GET"]),
@@ -130,8 +131,9 @@ ROUTES = [
     Route("/v2/trigger/{rest:path}", workflows.trigger, methods=["POST"]),
     Route("/v2/batch/trigger", workflows.trigger, methods=["POST"]),
     Route(
-        "/v2/workflows/hooks/{rest:path}",
-        workflows.webhooks,
+        # No token: the URL is the capability (context.createWebhook).
+        "/v2/workflows/hooks/{user_id}/{run_id}/{rest:path}",
+        events.webhook,
         methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
     ),
     Route("/openapi.json", openapi, methods=["GET"]),

@@ -292,6 +292,32 @@ _CANCELLED = {
 }
 
 
+_STR = {"type": "string"}
+_HEADERS = {"type": "object", "additionalProperties": {"type": "array", "items": _STR}}
+_WAITER = {
+    "type": "object",
+    "properties": {
+        "url": _STR,
+        "deadline": {"type": "integer", "description": "Unix seconds"},
+        "headers": _HEADERS,
+        "timeoutUrl": _STR,
+        "timeoutHeaders": _HEADERS,
+        "workflowRunId": _STR,
+    },
+}
+# Event ids: at most 512 characters (`homing.workflow.waits.MAX_EVENT_ID`).
+_EVENT_ID = {
+    "name": "eventId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 512},
+}
+_NOTIFIED = {
+    "type": "object",
+    "properties": {"waiter": _WAITER, "messageId": _STR, "error": _STR},
+}
+
+
 def _not_yet(summary: str, status: str = "501") -> dict[str, Any]:
     return _op(summary + " (not supported by Homing yet)", {status: _ERROR})
 
@@ -370,9 +396,29 @@ def _workflow_paths() -> dict[str, Any]:
                 parameters=[run_id, _query("cancel", {"type": "boolean"})],
             ),
         },
-        "/v2/wait/{eventId}": {"post": _not_yet("Wait for an event", "412")},
-        "/v2/notify/{eventId}": {"post": _not_yet("Notify waiters of an event")},
-        "/v2/waiters/{eventId}": {"get": _not_yet("List the waiters of an event")},
+        "/v2/wait/{eventId}": {
+            "post": _op(
+                "Register a waiter of a workflow run (context.waitForEvent)",
+                {"200": _json({"type": "object", "properties": {"messageId": _STR}})},
+                parameters=[_EVENT_ID],
+            )
+        },
+        "/v2/notify/{eventId}": {
+            "post": _op(
+                "Notify every waiter of an event (none: the event is dropped); the body is the "
+                "event data. Two segments whose first is a run id (wfr_...) notify that run "
+                "only, and keep the event for its next wait when it does not wait yet",
+                {"200": _json({"type": "array", "items": _NOTIFIED})},
+                parameters=[_EVENT_ID],
+            )
+        },
+        "/v2/waiters/{eventId}": {
+            "get": _op(
+                "The waiters of an event (deadline in Unix seconds)",
+                {"200": _json({"type": "array", "items": _WAITER})},
+                parameters=[_EVENT_ID],
+            )
+        },
         "/v2/workflows/events": {"get": _logs_op()},
         "/v2/workflows/logs": {"get": _logs_op()},
         "/v2/workflows/dlq": {
@@ -435,7 +481,13 @@ def _workflow_paths() -> dict[str, Any]:
         "/v2/trigger/{workflowUrl}": {"post": _not_yet("Trigger a workflow run")},
         "/v2/batch/trigger": {"post": _not_yet("Trigger workflow runs")},
         "/v2/workflows/hooks/{userId}/{workflowRunId}/{eventId}": {
-            method: _not_yet("Call a workflow webhook")
+            method: {
+                "summary": "Call a workflow webhook (context.createWebhook): no token, the URL "
+                "is the capability; the call is the run's event, kept for its next wait",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}), "400": _ERROR, "404": _ERROR},
+                "parameters": [_path_param("userId"), _path_param("workflowRunId"), _EVENT_ID],
+            }
             for method in ("get", "post", "put", "patch", "delete")
         },
     }

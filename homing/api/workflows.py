@@ -1,6 +1,7 @@
 """Upstash Workflow endpoints: the step list (`GET /v2/workflows/runs/{id}`), the run end and
 cancel (`DELETE /v2/workflows/runs/{id}`, bulk `DELETE /v2/workflows/runs`), and clear answers
-for the workflow features Homing does not have yet.
+for the workflow features Homing does not have yet. Events (wait, notify, waiters, webhooks)
+are in `api/events.py`.
 
 A run's steps themselves arrive as ordinary publishes (`api/publish.py`).
 """
@@ -15,7 +16,7 @@ from starlette.responses import Response
 
 from homing.actions import workflows
 from homing.api.context import account
-from homing.errors import InvalidRequest, NotFound, NotImplementedYet, PreconditionFailed
+from homing.errors import InvalidRequest, NotFound, NotImplementedYet
 from homing.headers import parse_bool
 from homing.models import RunFilter
 from homing.numbers import parse_int
@@ -91,16 +92,6 @@ async def cancel_runs(request: Request) -> Response:
 # -- features Homing does not have yet ------------------------------------------------------
 
 
-async def wait_for_event(request: Request) -> Response:
-    # Inside a run: a 412 makes the JS SDK fail the run at once, instead of retrying the
-    # step for half an hour as it would after a 501.
-    await account(request)
-    raise PreconditionFailed(
-        "waitForEvent is not supported by Homing yet: context.waitForEvent and "
-        "context.waitForWebhook cannot run"
-    )
-
-
 def _missing(feature: str) -> Any:
     async def answer(request: Request) -> Response:
         await account(request)
@@ -110,9 +101,4 @@ def _missing(feature: str) -> Any:
     return answer
 
 
-notify = _missing("notify (client.notify)")
-waiters = _missing("waiters (client.getWaiters)")
 trigger = _missing("the /v2/trigger REST API")
-# Until webhooks exist the path is an ordinary API path (a token is needed); the webhook URL
-# will be its own capability then.
-webhooks = _missing("webhooks (context.createWebhook)")

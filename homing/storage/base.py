@@ -29,8 +29,10 @@ from homing.models import (
     MessageFilter,
     NewMessage,
     NewRun,
+    NewWaiter,
     Page,
     Principal,
+    Registered,
     Run,
     RunAppend,
     RunEnd,
@@ -40,6 +42,7 @@ from homing.models import (
     Schedule,
     SigningKeys,
     TokenInfo,
+    Waiter,
 )
 from homing.publish import Endpoint
 
@@ -523,6 +526,58 @@ class Storage(abc.ABC):
         active run, reports the latest run's state unchanged (`found=False` when the id never
         ran). The result lists the run's message ids, for the caller to cancel those still
         pending."""
+
+    # -- workflow waiters -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_waiter(
+        self, waiter: NewWaiter, *, unmatched_since_ms: int | None = None
+    ) -> Registered:
+        """Register a waiter, durable on return. If the run already has a waiter at the same
+        step (`step_key`), nothing is stored and that one is returned (`duplicate=True`).
+        Otherwise, if an event is kept for (account, run, event id) — or, with
+        `unmatched_since_ms`, an account-wide event of that id kept since then — the oldest
+        one is consumed in the same transaction and returned with the waiter. Ordered against
+        `waiters_to_notify` of the same (run or account, event) on every node: an event is
+        either kept before the waiter registers (and consumed by it) or finds the waiter."""
+
+    @abc.abstractmethod
+    async def waiters_to_notify(
+        self,
+        account_id: str,
+        event_id: str,
+        *,
+        run_id: str | None,
+        keep: bytes | None,
+        now_ms: int,
+        limit: int,
+    ) -> list[Waiter]:
+        """The waiters an event reaches: every waiter of the account for `event_id` (at most
+        `limit`, oldest first), or only the run's when `run_id` is given; only waiters of
+        active runs. With `keep`, when no waiter is found, `keep` is stored as the event's data
+        in the same transaction: for the run's next wait (`run_id`), or account-wide for the
+        first wait of the event id (`add_waiter(unmatched_since_ms=...)`). Nothing is
+        removed: a waiter leaves with `remove_waiter` once its result is in the run."""
+
+    @abc.abstractmethod
+    async def list_waiters(self, account_id: str, event_id: str, *, limit: int) -> list[Waiter]:
+        """The account's waiters for `event_id`, oldest first, at most `limit`."""
+
+    @abc.abstractmethod
+    async def due_waiters(self, *, now_ms: int, limit: int) -> list[Waiter]:
+        """Waiters of every account whose deadline is at or before `now_ms`, earliest first."""
+
+    @abc.abstractmethod
+    async def next_waiter_deadline(self) -> int | None:
+        """The earliest deadline of any waiter, None when nobody waits."""
+
+    @abc.abstractmethod
+    async def remove_waiter(self, waiter_id: str) -> bool:
+        """Forget a waiter; True only for the call that removed it."""
+
+    @abc.abstractmethod
+    async def expire_events(self, *, before_ms: int) -> int:
+        """Forget events kept for a run's next wait that were stored before `before_ms`."""
 
     # -- housekeeping -----------------------------------------------------------------------
 

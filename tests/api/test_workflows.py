@@ -274,11 +274,7 @@ def test_cancel_stops_a_sleeping_run_and_bulk_cancel_counts_what_it_ended(
 
 
 def test_features_homing_lacks_are_named_in_the_answer(http: httpx.Client) -> None:
-    wait = http.post("/v2/wait/evt_1", json={"url": "http://127.0.0.1:9/"})
-    assert wait.status_code == 412 and "waitForEvent" in wait.json()["error"]
     for method, path in (
-        ("POST", "/v2/notify/evt_1"),
-        ("GET", "/v2/waiters/evt_1"),
         ("POST", "/v2/trigger/http://127.0.0.1:9/"),
     ):
         answer = http.request(method, path)

@@ -92,6 +92,7 @@ StorageFactory = Callable[[], Awaitable[Storage]]
 _TABLES = (
     "tokens", "accounts", "messages", "dedup", "events", "queues", "url_groups", "schedules",
     "schedule_fires", "flow_keys", "workflow_runs", "workflow_steps",
+    "workflow_waiters", "workflow_events",
 )  # fmt: skip
 
 

@@ -35,6 +35,7 @@ PURE = (
     "homing.workflow.logs",
     "homing.workflow.runs",
     "homing.workflow.steps",
+    "homing.workflow.waits",
 )
 IO = (
     "aiohttp", "asyncio", "asyncpg", "http.client", "httpx", "requests", "socket", "sqlite3",

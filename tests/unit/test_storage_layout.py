@@ -35,6 +35,7 @@ CONCERNS = {
     "flow": "FlowControlStore",
     "stats": "StatsStore",
     "workflows": "WorkflowStore",
+    "waiters": "WaiterStore",
 }
 BACKENDS = {"sqlite": "SqliteStorage", "postgres": "PostgresStorage"}
 # What the backend class implements itself: opening, closing and checking the store, and the
@@ -81,6 +82,8 @@ SQLITE_ONLY = {
     "last_event_id": "the last log entry id at start",
 }
 POSTGRES_ONLY = {
+    "lock_run_events": "a wait and a run-scoped notify of one (run, event) take turns across "
+    "nodes (SQLite: the single writer orders them)",
     "dedup_claim": "deduplication for a batch in one statement",
     "dedup_originals": "the originals a batch's duplicates point to",
     "ensure_queues": "queues of a batch in one statement",

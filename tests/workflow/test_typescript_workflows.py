@@ -239,7 +239,7 @@ def test_kill_9_during_a_sleep_loses_nothing_and_repeats_no_step(
 # -- the SDK's development mode ----------------------------------------------------------------
 
 
-def test_sdk_dev_mode_runs_a_workflow_and_fails_wait_for_event_at_once(
+def test_sdk_dev_mode_runs_a_workflow_and_one_waiting_for_an_event(
     homing: HomingProcess, tmp_path: Path
 ) -> None:
     """`QSTASH_DEV=true` only: the SDK finds Homing (dev token and keys) by itself."""
@@ -248,21 +248,18 @@ def test_sdk_dev_mode_runs_a_workflow_and_fails_wait_for_event_at_once(
         assert dev.completed(run)["result"] == {"a": 2, "b": 4, "c": "result:4"}
         assert all(d["verified"] for d in dev.deliveries())
 
-        started = time.monotonic()
         waiting = dev.trigger("waiter")
-        [failure] = dev.wait_for(
-            "failure of the waiting run", lambda: dev.events(waiting, "failure-function")
+        event_id = f"event-{waiting}"
+        dev.wait_for(
+            "the run's waiter",
+            lambda: dev.http.post("/admin/waiters", json={"eventId": event_id}).json(),
         )
-        elapsed = time.monotonic() - started
+        notified = dev.http.post("/admin/notify", json={"eventId": event_id, "eventData": "go"})
 
-        errors = " ".join(e["message"] for e in dev.events(waiting, "error"))
-        print(f"waitForEvent failed after {elapsed:.2f} s: {failure}; errors: {errors}")
-        assert elapsed < 10  # at once, not after the SDK's retries of a failing publish
-        # Homing's 412 names the feature; the SDK fails the step as non-retryable (489).
-        assert failure["failStatus"] == 489
-        assert "waitForEvent" in failure["failResponse"]
-        assert dev.steps(waiting) == ["before-wait"]
-        assert dev.events(waiting, "completed") == []
+        assert len(notified.json()) == 1, notified.text
+        dev.completed(waiting)
+        assert dev.steps(waiting) == ["before-wait", "after-wait"]
+        assert dev.events(waiting, "failure-function") == []
 
 
 # -- two `homing serve` nodes on one PostgreSQL schema -----------------------------------------

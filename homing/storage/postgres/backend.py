@@ -39,6 +39,7 @@ from homing.storage.postgres.queues import QueueStore
 from homing.storage.postgres.schedules import ScheduleStore
 from homing.storage.postgres.stats import StatsStore
 from homing.storage.postgres.url_groups import UrlGroupStore
+from homing.storage.postgres.waiters import WaiterStore
 from homing.storage.postgres.workflows import WorkflowStore
 from homing.storage.queries import load_migrations
 
@@ -55,6 +56,7 @@ class PostgresStorage(
     FlowControlStore,
     StatsStore,
     WorkflowStore,
+    WaiterStore,
     Storage,
 ):
     single_node = False

@@ -841,3 +841,74 @@ WHERE seq = $5 AND state = 'RUN_STARTED'
 
 -- name: run_message_ids
 SELECT message_id FROM workflow_steps WHERE run_seq = $1 ORDER BY position
+
+-- == workflow waiters (waiters.py) ==========================================================
+
+-- name: insert_waiter
+INSERT INTO workflow_waiters (id, account_id, run_id, event_id, step_key, url, deadline_ms,
+    headers, timeout_url, timeout_headers, step, timeout, created_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (account_id, run_id, step_key) DO NOTHING
+RETURNING id
+
+-- name: waiter_at_step
+SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
+       timeout_headers, step, timeout, created_ms
+FROM workflow_waiters WHERE account_id = $1 AND run_id = $2 AND step_key = $3
+
+-- name: event_waiters
+-- Waiters of runs that ended (canceled, failed) are not reached nor listed; the timeout
+-- round forgets them at their deadline.
+SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
+       timeout_headers, step, timeout, created_ms
+FROM workflow_waiters w WHERE account_id = $1 AND event_id = $2
+  AND EXISTS (SELECT 1 FROM workflow_runs r WHERE r.account_id = w.account_id
+              AND r.run_id = w.run_id AND r.state = 'RUN_STARTED')
+ORDER BY created_ms, id
+LIMIT $3
+
+-- name: run_event_waiters
+SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
+       timeout_headers, step, timeout, created_ms
+FROM workflow_waiters w WHERE account_id = $1 AND event_id = $2 AND run_id = $3
+  AND EXISTS (SELECT 1 FROM workflow_runs r WHERE r.account_id = w.account_id
+              AND r.run_id = w.run_id AND r.state = 'RUN_STARTED')
+ORDER BY created_ms, id
+
+-- name: due_waiters
+SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
+       timeout_headers, step, timeout, created_ms
+FROM workflow_waiters WHERE deadline_ms <= $1
+ORDER BY deadline_ms
+LIMIT $2
+
+-- name: next_waiter_deadline
+SELECT min(deadline_ms) FROM workflow_waiters
+
+-- name: delete_waiter
+DELETE FROM workflow_waiters WHERE id = $1
+
+-- name: lock_run_events
+-- A run-scoped notify and a wait of the same (run, event) take turns, on every node: either
+-- the wait sees the kept event, or the notify sees the waiter.
+SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 0))
+
+-- name: oldest_event
+SELECT seq, data FROM workflow_events
+WHERE account_id = $1 AND run_id = $2 AND event_id = $3
+ORDER BY seq LIMIT 1
+
+-- name: oldest_unmatched_event
+SELECT seq, data FROM workflow_events
+WHERE account_id = $1 AND run_id = '' AND event_id = $2 AND created_ms >= $3
+ORDER BY seq LIMIT 1
+
+-- name: delete_event
+DELETE FROM workflow_events WHERE seq = $1
+
+-- name: insert_event
+INSERT INTO workflow_events (account_id, run_id, event_id, data, created_ms)
+VALUES ($1, $2, $3, $4, $5)
+
+-- name: expire_events
+DELETE FROM workflow_events WHERE created_ms < $1

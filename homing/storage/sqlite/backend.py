@@ -31,6 +31,7 @@ from homing.storage.sqlite.queues import QueueStore
 from homing.storage.sqlite.schedules import ScheduleStore
 from homing.storage.sqlite.stats import StatsStore
 from homing.storage.sqlite.url_groups import UrlGroupStore
+from homing.storage.sqlite.waiters import WaiterStore
 from homing.storage.sqlite.workflows import WorkflowStore
 
 
@@ -44,6 +45,7 @@ class SqliteStorage(
     FlowControlStore,
     StatsStore,
     WorkflowStore,
+    WaiterStore,
     Storage,
 ):
     single_node = True

@@ -499,3 +499,68 @@ SELECT message_id FROM workflow_steps WHERE run_seq = ? ORDER BY position
 SELECT seq, state FROM workflow_runs
 WHERE account_id = ? AND run_id = ?
 ORDER BY seq DESC LIMIT 1
+
+-- == workflow waiters (waiters.py) ==========================================================
+
+-- name: insert_waiter
+INSERT INTO workflow_waiters (id, account_id, run_id, event_id, step_key, url, deadline_ms,
+    headers, timeout_url, timeout_headers, step, timeout, created_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account_id, run_id, step_key) DO NOTHING
+
+-- name: waiter_at_step
+SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
+       timeout_headers, step, timeout, created_ms
+FROM workflow_waiters WHERE account_id = ? AND run_id = ? AND step_key = ?
+
+-- name: event_waiters
+-- Waiters of runs that ended (canceled, failed) are not reached nor listed; the timeout
+-- round forgets them at their deadline.
+SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
+       timeout_headers, step, timeout, created_ms
+FROM workflow_waiters w WHERE account_id = ? AND event_id = ?
+  AND EXISTS (SELECT 1 FROM workflow_runs r WHERE r.account_id = w.account_id
+              AND r.run_id = w.run_id AND r.state = 'RUN_STARTED')
+ORDER BY created_ms, id
+LIMIT ?
+
+-- name: run_event_waiters
+SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
+       timeout_headers, step, timeout, created_ms
+FROM workflow_waiters w WHERE account_id = ? AND event_id = ? AND run_id = ?
+  AND EXISTS (SELECT 1 FROM workflow_runs r WHERE r.account_id = w.account_id
+              AND r.run_id = w.run_id AND r.state = 'RUN_STARTED')
+ORDER BY created_ms, id
+
+-- name: due_waiters
+SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
+       timeout_headers, step, timeout, created_ms
+FROM workflow_waiters WHERE deadline_ms <= ?
+ORDER BY deadline_ms
+LIMIT ?
+
+-- name: next_waiter_deadline
+SELECT min(deadline_ms) FROM workflow_waiters
+
+-- name: delete_waiter
+DELETE FROM workflow_waiters WHERE id = ?
+
+-- name: oldest_event
+SELECT seq, data FROM workflow_events
+WHERE account_id = ? AND run_id = ? AND event_id = ?
+ORDER BY seq LIMIT 1
+
+-- name: oldest_unmatched_event
+SELECT seq, data FROM workflow_events
+WHERE account_id = ? AND run_id = '' AND event_id = ? AND created_ms >= ?
+ORDER BY seq LIMIT 1
+
+-- name: delete_event
+DELETE FROM workflow_events WHERE seq = ?
+
+-- name: insert_event
+INSERT INTO workflow_events (account_id, run_id, event_id, data, created_ms)
+VALUES (?, ?, ?, ?, ?)
+
+-- name: expire_events
+DELETE FROM workflow_events WHERE created_ms < ?

@@ -240,7 +240,7 @@ app.post(
   }, options),
 );
 
-// Homing answers `/v2/wait` with 412 until waitForEvent is supported; the run must fail at once.
+// Waits for `event-<runId>` (the dev-mode test notifies it through the client).
 app.post(
   "/wf/waiter",
   serve(
@@ -359,6 +359,57 @@ app.post(
     "invoke-child": invokeChild,
     "invoke-failing": invokeFailing,
   }),
+);
+
+// -- events: context.waitForEvent, client.notify, client.getWaiters, webhooks -----------------
+
+app.post("/admin/notify", async (c) => {
+  const { eventId, eventData, workflowRunId } = await c.req.json();
+  return c.json(await client.notify({ eventId, eventData, workflowRunId: workflowRunId ?? undefined }));
+});
+
+app.post("/admin/waiters", async (c) => {
+  const { eventId } = await c.req.json();
+  return c.json(await client.getWaiters({ eventId }));
+});
+
+// Waits for the event named in its payload; records what the wait returned.
+app.post(
+  "/wf/event-waiter",
+  serve<{ eventId: string; timeout: string; pauseMs?: number }>(async (context) => {
+    const runId = context.workflowRunId;
+    const { eventId, timeout, pauseMs } = context.requestPayload;
+    await context.run("before-wait", async () => {
+      record("step", { workflow: "event-waiter", runId, step: "before-wait" });
+      await pause(pauseMs);
+    });
+    const { eventData, timeout: timedOut } = await context.waitForEvent("wait", eventId, { timeout });
+    await context.run("after-wait", () => {
+      record("step", { workflow: "event-waiter", runId, step: "after-wait" });
+      record("wait-result", { workflow: "event-waiter", runId, eventData, timedOut });
+    });
+    return { eventData: eventData ?? null, timedOut };
+  }, options),
+);
+
+// Creates a webhook, tells the test its URL, and waits for a call to it.
+app.post(
+  "/wf/webhook",
+  serve(async (context) => {
+    const runId = context.workflowRunId;
+    const webhook = await context.createWebhook("create-webhook");
+    await context.run("announce", () => {
+      record("webhook", { workflow: "webhook", runId, url: webhook.webhookUrl });
+    });
+    const { request, timeout } = await context.waitForWebhook("wait-webhook", webhook, "10s");
+    const seen = request
+      ? { method: request.method, url: request.url, body: await request.text(), test: request.headers.get("x-test") }
+      : null;
+    await context.run("after-webhook", () => {
+      record("webhook-call", { workflow: "webhook", runId, timeout, seen, sameUrl: seen?.url === webhook.webhookUrl });
+    });
+    return { timeout };
+  }, options),
 );
 
 serveNode({ fetch: app.fetch, port, hostname: "127.0.0.1" }, () => {
