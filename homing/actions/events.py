@@ -224,6 +224,11 @@ async def waiters(svc: Services, account_id: str, event_id: str) -> list[Waiter]
     return await svc.storage.list_waiters(account_id, waits.event_id(event_id), limit=MAX_NOTIFIED)
 
 
+async def run_waiters(svc: Services, account_id: str, run_id: str) -> list[Waiter]:
+    """The events a run waits for, oldest first (its console page)."""
+    return await svc.storage.run_waiters(account_id, run_id, limit=MAX_NOTIFIED)
+
+
 async def webhook(
     svc: Services,
     user_id: str,

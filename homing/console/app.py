@@ -84,6 +84,7 @@ ROUTES = [
     Route("/runs", runs.list_runs, methods=["GET"]),
     Route("/runs/{run_id}", runs.show_run, methods=["GET"]),
     Route("/runs/{run_id}/cancel", runs.cancel_run, methods=["POST"]),
+    Route("/runs/{run_id}/notify", runs.notify, methods=["POST"]),
     Route("/dlq", dlq.list_dlq, methods=["GET"]),
     Route("/dlq/retry", dlq.retry, methods=["POST"]),
     Route("/dlq/delete", dlq.delete, methods=["POST"]),

@@ -564,6 +564,10 @@ class Storage(abc.ABC):
         """The account's waiters for `event_id`, oldest first, at most `limit`."""
 
     @abc.abstractmethod
+    async def run_waiters(self, account_id: str, run_id: str, *, limit: int) -> list[Waiter]:
+        """The run's waiters, oldest first, at most `limit` (what its console page lists)."""
+
+    @abc.abstractmethod
     async def due_waiters(self, *, now_ms: int, limit: int) -> list[Waiter]:
         """Waiters of every account whose deadline is at or before `now_ms`, earliest first."""
 

@@ -29,7 +29,8 @@ from tests.support.receiver import Received, Receiver, Reply
 from tests.support.server import RunningServer
 from tests.support.waiting import eventually, wait_until
 from tests.support.workflows import start_run as start
-from tests.support.workflows import step_headers
+from tests.support.workflows import step_headers, wait_step
+from tests.support.workflows import wait_for_event as wait
 
 DEV_ACCOUNT = "defaultUser"  # the dev token's account (its `UserID`)
 WORKFLOW_REPLY = Reply(200, b'{"ok":true}', {"Upstash-Workflow-Sdk-Version": "1"})
@@ -49,38 +50,6 @@ def last_step(req: Received) -> dict[str, Any]:
     listed: list[dict[str, str]] = json.loads(req.body)
     step: dict[str, Any] = json.loads(base64.b64decode(listed[-1]["body"]))
     return step
-
-
-def wait_step(step_id: int = 1, step_type: str = "Wait") -> dict[str, Any]:
-    return {"stepId": step_id, "stepType": step_type, "stepName": "waiting", "concurrent": 1}
-
-
-def wait(
-    client: httpx.Client,
-    run_id: str,
-    url: str,
-    event_id: str,
-    *,
-    timeout: str = "10d",
-    step: dict[str, Any] | None = None,
-) -> httpx.Response:
-    """`context.waitForEvent` as the JS SDK sends it (`LazyWaitForEventStep`)."""
-    headers = step_headers(run_id, url, init=False, **{"upstash-workflow-calltype": "step"})
-    timeout_headers = {
-        "Upstash-Workflow-Runid": [run_id],
-        "Upstash-Workflow-Init": ["false"],
-        "Upstash-Workflow-Url": [url],
-        "Upstash-Workflow-CallType": ["step"],
-        "content-type": ["application/json"],
-    }
-    body = {
-        "url": url,
-        "timeout": timeout,
-        "timeoutUrl": url,
-        "timeoutHeaders": timeout_headers,
-        "step": step or wait_step(),
-    }
-    return client.post(f"/v2/wait/{event_id}", headers=headers, content=json.dumps(body))
 
 
 def started(client: httpx.Client, receiver: Receiver, run_id: str) -> str:

@@ -146,6 +146,24 @@ def test_a_step_is_named_from_its_result_body(
     assert runs.step_fields(body) == fields
 
 
+@pytest.mark.parametrize(
+    ("body", "outcome"),
+    [
+        (b'{"stepId":1,"stepType":"Wait","waitEventId":"paid","waitTimeout":false,"out":"MQ=="}',
+         runs.WaitResult("paid", timed_out=False)),
+        (b'{"stepId":1,"stepType":"Wait","waitEventId":"paid","waitTimeout":true}',
+         runs.WaitResult("paid", timed_out=True)),
+        (b'{"stepId":1,"stepName":"charge","stepType":"Run"}', None),
+        (b'{"waitEventId":7}', None),
+        (b"{not json", None),
+    ],
+)  # fmt: skip
+def test_a_wait_steps_outcome_is_read_from_its_result_body(
+    body: bytes, outcome: runs.WaitResult | None
+) -> None:
+    assert runs.wait_result(body) == outcome
+
+
 def _run(redact: Redaction, payload: bytes) -> Run:
     step = RunStep(1, "msg_1", "step", b'{"stepId":1,"stepName":"charge"}', 5)
     return Run(

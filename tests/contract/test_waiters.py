@@ -203,3 +203,14 @@ async def test_an_account_wide_event_kept_on_request_goes_to_the_first_wait_with
     without = await storage.add_waiter(waiter(3, run_id="wfr_three"))
 
     assert (first.event, second.event, without.event) == (b"fresh", None, None)
+
+
+async def test_a_runs_waiters_are_listed_oldest_first(storage: Storage) -> None:
+    await runs(storage, "wfr_a", "wfr_b")
+    await storage.add_waiter(waiter(2, run_id="wfr_a", event_id="shipped"))
+    await storage.add_waiter(waiter(1, run_id="wfr_a"))
+    await storage.add_waiter(waiter(3, run_id="wfr_b"))
+
+    assert [w.id for w in await storage.run_waiters(ACCOUNT, "wfr_a", limit=10)] == ["w1", "w2"]
+    assert [w.id for w in await storage.run_waiters(ACCOUNT, "wfr_a", limit=1)] == ["w1"]
+    assert await storage.run_waiters(OTHER, "wfr_a", limit=10) == []

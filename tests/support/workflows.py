@@ -53,3 +53,35 @@ def step_message_id(answer: httpx.Response) -> str:
     assert answer.status_code == 201, answer.text
     message_id: str = answer.json()[0]["messageId"]
     return message_id
+
+
+def wait_step(step_id: int = 1, step_type: str = "Wait") -> dict[str, Any]:
+    return {"stepId": step_id, "stepType": step_type, "stepName": "waiting", "concurrent": 1}
+
+
+def wait_for_event(
+    client: httpx.Client,
+    run_id: str,
+    url: str,
+    event_id: str,
+    *,
+    timeout: str = "10d",
+    step: dict[str, Any] | None = None,
+) -> httpx.Response:
+    """`context.waitForEvent` as the JS SDK sends it (`LazyWaitForEventStep`)."""
+    headers = step_headers(run_id, url, init=False, **{"upstash-workflow-calltype": "step"})
+    timeout_headers = {
+        "Upstash-Workflow-Runid": [run_id],
+        "Upstash-Workflow-Init": ["false"],
+        "Upstash-Workflow-Url": [url],
+        "Upstash-Workflow-CallType": ["step"],
+        "content-type": ["application/json"],
+    }
+    body = {
+        "url": url,
+        "timeout": timeout,
+        "timeoutUrl": url,
+        "timeoutHeaders": timeout_headers,
+        "step": step or wait_step(),
+    }
+    return client.post(f"/v2/wait/{event_id}", headers=headers, content=json.dumps(body))

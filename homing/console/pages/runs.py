@@ -4,6 +4,11 @@ Everything a run shows that its publisher sent (initial payload, step results, r
 goes through the run's own redaction (`Upstash-Redact-Fields` on its init, as the API applies
 it to the run's messages), then the console's masking; bodies are text on the page, never
 markup. A cancel is `actions.workflows.end_run`, as `DELETE /v2/workflows/runs/{id}?cancel=true`.
+
+A run's page lists the events it waits for (`context.waitForEvent`) and notifies one of them
+with `actions.events.notify_run`, as `POST /v2/notify/{runId}/{eventId}`: run-scoped, so an
+operator reaches this run only, never every run of the account waiting on the same event id,
+and an event sent before the run waits is kept for its next wait on that id.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from homing.actions import workflow_dlq, workflows
+from homing.actions import events, workflow_dlq, workflows
 from homing.actions.context import Services
 from homing.console import filtering, render
 from homing.console.context import Viewer, services
@@ -25,7 +30,7 @@ from homing.console.gate import action, page
 from homing.console.pages.dlq import run_entry
 from homing.console.respond import confirm_page, confirmed, flash, page_response
 from homing.errors import NotFound
-from homing.models import MessageFilter, Redaction, Run, RunState, RunStep
+from homing.models import MessageFilter, Redaction, Run, RunState, RunStep, Waiter
 from homing.web import views
 
 PAGE_SIZE = 50
@@ -56,6 +61,28 @@ class StepView:
     step_id: int | None
     step_type: str | None
     body: render.Body
+    wait: WaitResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitResult:
+    """The result of a `waitForEvent` step: its event id, and whether it timed out."""
+
+    event_id: str
+    timed_out: bool
+
+
+def wait_result(body: bytes) -> WaitResult | None:
+    """The wait outcome of a step result body (`waitEventId`, `waitTimeout`), else None."""
+    if not body.startswith(b"{"):
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("waitEventId"), str):
+        return None
+    return WaitResult(doc["waitEventId"], doc.get("waitTimeout") is True)
 
 
 def step_fields(body: bytes) -> tuple[str | None, int | None, str | None]:
@@ -90,7 +117,8 @@ def step_views(run: Run) -> list[StepView]:
     for step in run.steps:
         # A redacted body says nothing of its step either.
         name, step_id, kind = (None, None, None) if redact.body else step_fields(step.body)
-        out.append(StepView(step, name, step_id, kind, shown_body(step.body, redact)))
+        wait = None if redact.body else wait_result(step.body)
+        out.append(StepView(step, name, step_id, kind, shown_body(step.body, redact), wait))
     return out
 
 
@@ -132,7 +160,11 @@ async def show_run(request: Request, viewer: Viewer) -> Response:
     if run is None:
         raise NotFound(f"Workflow run {run_id} was not found (it may have expired).")
     found = await dlq_entry(svc, run)
+    waiting: list[Waiter] = []
+    if not run.state.is_final:
+        waiting = await events.run_waiters(svc, viewer.account_id, run_id)
     context = {
+        "waiters": waiting,
         "nav": "runs",
         "run": run,
         "view": run_view(run),
@@ -159,3 +191,23 @@ async def cancel_run(request: Request, viewer: Viewer, form: QueryParams) -> Res
         return flash(request, target, f"The run had already ended ({run.state.value}).", "error")
     await workflows.end_run(svc, viewer.account_id, run_id, cancel=True, result=b"")
     return flash(request, target, "Run canceled.")
+
+
+@action()
+async def notify(request: Request, viewer: Viewer, form: QueryParams) -> Response:
+    run_id = request.path_params["run_id"]
+    event_id = form.get("eventId") or ""
+    svc = services(request)
+    target = RedirectResponse(f"/console/runs/{quote(run_id, safe='')}", 303)
+    if await workflows.active_run(svc, viewer.account_id, run_id) is None:
+        return flash(request, target, "The run has ended: it waits for no event.", "error")
+    data = (form.get("data") or "").encode()
+    reached = await events.notify_run(svc, viewer.account_id, run_id, event_id, data)
+    notified = sum(1 for r in reached if r.message_id)
+    if notified:
+        return flash(request, target, f"Event {event_id} notified: the run continues.")
+    if reached:  # the run ended while the event was on its way
+        text = reached[0].error or "The run did not take the event."
+        return flash(request, target, text, "error")
+    text = f"The run does not wait for {event_id} yet: the event is kept for its next wait."
+    return flash(request, target, text)

@@ -875,6 +875,13 @@ FROM workflow_waiters w WHERE account_id = $1 AND event_id = $2 AND run_id = $3
               AND r.run_id = w.run_id AND r.state = 'RUN_STARTED')
 ORDER BY created_ms, id
 
+-- name: run_waiters
+SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
+       timeout_headers, step, timeout, created_ms
+FROM workflow_waiters WHERE account_id = $1 AND run_id = $2
+ORDER BY created_ms, id
+LIMIT $3
+
 -- name: due_waiters
 SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
        timeout_headers, step, timeout, created_ms

@@ -117,6 +117,10 @@ class WaiterStore:
         rows = await self._db.fetch(Q["event_waiters"], account_id, event_id, limit)
         return [_waiter(r) for r in rows]
 
+    async def run_waiters(self, account_id: str, run_id: str, *, limit: int) -> list[Waiter]:
+        rows = await self._db.fetch(Q["run_waiters"], account_id, run_id, limit)
+        return [_waiter(r) for r in rows]
+
     async def due_waiters(self, *, now_ms: int, limit: int) -> list[Waiter]:
         return [_waiter(r) for r in await self._db.fetch(Q["due_waiters"], now_ms, limit)]
 

@@ -532,6 +532,13 @@ FROM workflow_waiters w WHERE account_id = ? AND event_id = ? AND run_id = ?
               AND r.run_id = w.run_id AND r.state = 'RUN_STARTED')
 ORDER BY created_ms, id
 
+-- name: run_waiters
+SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
+       timeout_headers, step, timeout, created_ms
+FROM workflow_waiters WHERE account_id = ? AND run_id = ?
+ORDER BY created_ms, id
+LIMIT ?
+
 -- name: due_waiters
 SELECT id, account_id, run_id, event_id, step_key, url, deadline_ms, headers, timeout_url,
        timeout_headers, step, timeout, created_ms

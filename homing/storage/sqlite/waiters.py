@@ -113,6 +113,13 @@ class WaiterStore(Core):
 
         return await self._read(do)
 
+    async def run_waiters(self, account_id: str, run_id: str, *, limit: int) -> list[Waiter]:
+        def do(conn: sqlite3.Connection) -> list[Waiter]:
+            rows = conn.execute(Q["run_waiters"], (account_id, run_id, limit))
+            return [_waiter(r) for r in rows]
+
+        return await self._read(do)
+
     async def due_waiters(self, *, now_ms: int, limit: int) -> list[Waiter]:
         def do(conn: sqlite3.Connection) -> list[Waiter]:
             return [_waiter(r) for r in conn.execute(Q["due_waiters"], (now_ms, limit))]
