@@ -274,9 +274,7 @@ def test_cancel_stops_a_sleeping_run_and_bulk_cancel_counts_what_it_ended(
 
 
 def test_features_homing_lacks_are_named_in_the_answer(http: httpx.Client) -> None:
-    for method, path in (
-        ("POST", "/v2/trigger/http://127.0.0.1:9/"),
-    ):
+    for method, path in (("POST", "/v2/trigger/http://127.0.0.1:9/"),):
         answer = http.request(method, path)
         assert answer.status_code == 501, (path, answer.text)
         assert "not supported by Homing yet" in answer.json()["error"]
