@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from homing.models import SigningKeys
 from tests.support import waiting
 from tests.support.receiver import Received, Receiver, Reply
 from tests.support.server import DEV_TOKEN, RunningServer
@@ -127,3 +128,23 @@ def fail_run(client: httpx.Client, receiver: Receiver, run_id: str, **more: str)
 
     dlq_id: str = eventually(entry)
     return dlq_id
+
+
+READ_ONLY_TOKEN = "hmg_read_only_token"
+
+
+def create_read_only_token(serve: RunningServer) -> str:
+    """A read-only token of the dev account, named `viewer`; returns it."""
+
+    async def create() -> None:
+        await serve.services.storage.create_token(
+            "defaultUser",
+            READ_ONLY_TOKEN,
+            name="viewer",
+            read_only=True,
+            now_ms=serve.services.clock.now_ms(),
+            new_keys=SigningKeys("sig_a", "sig_b"),
+        )
+
+    serve.run(create)
+    return READ_ONLY_TOKEN

@@ -11,10 +11,9 @@ from starlette.routing import Route
 
 from homing.console.app import ROUTES
 from homing.console.auth import SESSION_COOKIE
-from homing.models import SigningKeys
 from tests.conftest import ServerFactory
 from tests.console.conftest import CSRF, csrf_of, sign_in_http
-from tests.console.support import api, dlq_ids, eventually, publish
+from tests.console.support import api, create_read_only_token, dlq_ids, eventually, publish
 from tests.support.cli import homing
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import DEV_TOKEN, RunningServer
@@ -210,17 +209,7 @@ def test_the_live_overview_reports_counts(start_server: ServerFactory, receiver:
 
 
 def test_a_read_only_token_may_look_but_not_act(serve: RunningServer) -> None:
-    async def create() -> None:
-        await serve.services.storage.create_token(
-            "defaultUser",
-            "hmg_read_only_token",
-            name="viewer",
-            read_only=True,
-            now_ms=serve.services.clock.now_ms(),
-            new_keys=SigningKeys("sig_a", "sig_b"),
-        )
-
-    serve.run(create)
+    create_read_only_token(serve)
     client = sign_in_http(serve, "hmg_read_only_token")
     page = client.get("/console/keys")
     assert page.status_code == 200 and "read-only" in page.text

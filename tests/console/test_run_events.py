@@ -11,10 +11,9 @@ import re
 
 import pytest
 
-from homing.models import SigningKeys
 from tests.conftest import ServerFactory
 from tests.console.conftest import csrf_of, sign_in_http
-from tests.console.support import api, eventually
+from tests.console.support import api, create_read_only_token, eventually
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import RunningServer
 from tests.support.workflows import start_run, wait_for_event
@@ -86,17 +85,7 @@ def test_an_event_notified_before_the_run_waits_is_kept_for_its_wait_and_read_on
     assert "waits for no event now" in page and 'name="eventId" value=""' in page
     token = csrf_of(console, "/console/runs/wfr_early")
 
-    async def create() -> None:
-        await serve.services.storage.create_token(
-            "defaultUser",
-            "hmg_read_only_token",
-            name="viewer",
-            read_only=True,
-            now_ms=serve.services.clock.now_ms(),
-            new_keys=SigningKeys("sig_a", "sig_b"),
-        )
-
-    serve.run(create)
+    create_read_only_token(serve)
     viewer = sign_in_http(serve, "hmg_read_only_token")
     refused = viewer.post(
         "/console/runs/wfr_early/notify",

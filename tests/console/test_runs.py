@@ -7,10 +7,9 @@ import re
 
 import pytest
 
-from homing.models import SigningKeys
 from tests.conftest import ServerFactory
 from tests.console.conftest import csrf_of, sign_in_http
-from tests.console.support import api, eventually
+from tests.console.support import api, create_read_only_token, eventually
 from tests.support.receiver import Receiver, Reply
 from tests.support.server import RunningServer
 from tests.support.workflows import publish_step, start_run, step_headers, step_message_id
@@ -162,17 +161,7 @@ def test_cancel_needs_the_csrf_token_and_cancels_the_run_and_its_pending_steps(
 def test_a_read_only_session_sees_runs_but_cannot_cancel(
     serve: RunningServer, receiver: Receiver
 ) -> None:
-    async def create() -> None:
-        await serve.services.storage.create_token(
-            "defaultUser",
-            "hmg_read_only_token",
-            name="viewer",
-            read_only=True,
-            now_ms=serve.services.clock.now_ms(),
-            new_keys=SigningKeys("sig_a", "sig_b"),
-        )
-
-    serve.run(create)
+    create_read_only_token(serve)
     client = api(serve)
     start_run(client, "wfr_ro", receiver.url("/wf"), "{}", **LATER)
     viewer = sign_in_http(serve, "hmg_read_only_token")

@@ -12,10 +12,17 @@ from typing import Any
 
 import pytest
 
-from homing.models import SigningKeys
 from tests.conftest import ServerFactory
 from tests.console.conftest import csrf_of, sign_in_http
-from tests.console.support import FailingSteps, api, dlq_ids, eventually, fail_run, publish
+from tests.console.support import (
+    FailingSteps,
+    api,
+    create_read_only_token,
+    dlq_ids,
+    eventually,
+    fail_run,
+    publish,
+)
 from tests.support.receiver import Received, Receiver, Reply
 from tests.support.server import RunningServer
 
@@ -139,17 +146,7 @@ def test_restart_from_the_run_page_and_the_failure_callback_sent_again(
 def test_a_read_only_session_sees_the_run_entry_but_cannot_resume_or_restart(
     serve: RunningServer, receiver: Receiver
 ) -> None:
-    async def create() -> None:
-        await serve.services.storage.create_token(
-            "defaultUser",
-            "hmg_read_only_token",
-            name="viewer",
-            read_only=True,
-            now_ms=serve.services.clock.now_ms(),
-            new_keys=SigningKeys("sig_a", "sig_b"),
-        )
-
-    serve.run(create)
+    create_read_only_token(serve)
     app = FailingSteps()
     receiver.on("/wf", app)
     client = api(serve)

@@ -23,9 +23,16 @@ import pytest
 from qstash import QStash
 
 from tests.examples.harness import Process, base_env
+from tests.multinode.support import Credentials
 from tests.reliability.support import HomingProcess
 from tests.support.receiver import Reply
-from tests.support.server import DEV_CURRENT_KEY, DEV_NEXT_KEY, DEV_TOKEN, free_port
+from tests.support.server import (
+    DEV_CURRENT_KEY,
+    DEV_NEXT_KEY,
+    DEV_TOKEN,
+    PostgresSchemas,
+    free_port,
+)
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE_DIR = HERE.parents[1] / "examples" / "workflow-hono"
@@ -216,3 +223,27 @@ def py_app(tmp: Path, env: dict[str, str], *, name: str = "py-workflows",
     """The Python app under uvicorn, with the test venv's interpreter."""
     argv = [sys.executable, "main.py"]
     return running_app(name, argv, cwd=PY_DIR, tmp=tmp, env=env, diagnostics=diagnostics)
+
+
+@contextmanager
+def two_postgres_nodes(
+    tmp_path: Path, creds: Credentials, schema: str
+) -> Iterator[list[HomingProcess]]:
+    """Two `homing serve` nodes sharing a fresh PostgreSQL schema, stopped and dropped after."""
+    schemas = PostgresSchemas()
+    flags = ["--host", "127.0.0.1", "--database", schemas.url_for(schema),
+             "--token", creds.token, "--current-signing-key", creds.current_key,
+             "--next-signing-key", creds.next_key, "--allow-private-destinations",
+             "--shutdown-timeout", "2"]  # fmt: skip
+    nodes = [
+        HomingProcess(tmp_path / f"node{i}", tmp_path / f"node{i}.log", mode="serve", extra=flags)
+        for i in range(2)
+    ]
+    try:
+        for node in nodes:  # one after the other: the first one migrates the schema
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+        schemas.drop()

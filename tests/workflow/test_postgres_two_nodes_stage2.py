@@ -11,29 +11,15 @@ from pathlib import Path
 
 from tests.multinode.support import Credentials
 from tests.reliability.support import HomingProcess
-from tests.support.server import PostgresSchemas, postgres_or_skip
-from tests.workflow.support import WorkflowApp, homing_tail, qstash_env, require_ts_app, ts_app
-
-
-@contextmanager
-def two_nodes(tmp_path: Path, creds: Credentials) -> Iterator[list[HomingProcess]]:
-    schemas = PostgresSchemas()
-    flags = ["--host", "127.0.0.1", "--database", schemas.url_for("stage2"),
-             "--token", creds.token, "--current-signing-key", creds.current_key,
-             "--next-signing-key", creds.next_key, "--allow-private-destinations",
-             "--shutdown-timeout", "2"]  # fmt: skip
-    nodes = [
-        HomingProcess(tmp_path / f"node{i}", tmp_path / f"node{i}.log", mode="serve", extra=flags)
-        for i in range(2)
-    ]
-    try:
-        for node in nodes:  # one after the other: the first one migrates the schema
-            node.start()
-        yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
-        schemas.drop()
+from tests.support.server import postgres_or_skip
+from tests.workflow.support import (
+    WorkflowApp,
+    homing_tail,
+    qstash_env,
+    require_ts_app,
+    ts_app,
+    two_postgres_nodes,
+)
 
 
 @contextmanager
@@ -48,7 +34,10 @@ def test_two_postgres_nodes_return_an_invoked_childs_value_once(tmp_path: Path) 
     postgres_or_skip()
     require_ts_app()
     creds = Credentials()
-    with two_nodes(tmp_path, creds) as nodes, app_on(tmp_path, nodes, creds) as app:
+    with (
+        two_postgres_nodes(tmp_path, creds, "stage2") as nodes,
+        app_on(tmp_path, nodes, creds) as app,
+    ):
         runs = [app.trigger("invoke/invoke-parent", {"n": n}) for n in (5, 21)]
 
         for n, run in zip((5, 21), runs, strict=True):

@@ -21,8 +21,15 @@ from qstash import QStash
 from tests.multinode.support import Credentials
 from tests.reliability.support import HomingProcess
 from tests.support.receiver import Receiver
-from tests.support.server import DEV_TOKEN, PostgresSchemas, postgres_or_skip
-from tests.workflow.support import THIRD_PARTY_PATH, WorkflowApp, homing_tail, py_app, qstash_env
+from tests.support.server import DEV_TOKEN, postgres_or_skip
+from tests.workflow.support import (
+    THIRD_PARTY_PATH,
+    WorkflowApp,
+    homing_tail,
+    py_app,
+    qstash_env,
+    two_postgres_nodes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -169,19 +176,8 @@ def test_kill_9_during_a_sleep_loses_nothing_and_repeats_no_step(
 
 def test_two_postgres_nodes_complete_each_run_once(tmp_path: Path) -> None:
     postgres_or_skip()
-    schemas = PostgresSchemas()
     creds = Credentials()
-    database = schemas.url_for("workflow_py")
-    flags = ["--host", "127.0.0.1", "--database", database, "--token", creds.token,
-             "--current-signing-key", creds.current_key, "--next-signing-key", creds.next_key,
-             "--allow-private-destinations", "--shutdown-timeout", "2"]  # fmt: skip
-    nodes = [
-        HomingProcess(tmp_path / f"node{i}", tmp_path / f"node{i}.log", mode="serve", extra=flags)
-        for i in range(2)
-    ]
-    try:
-        for node in nodes:  # one after the other: the first one migrates the schema
-            node.start()
+    with two_postgres_nodes(tmp_path, creds, "workflow_py") as nodes:
         # The runs are published through the first node; either node may deliver any step.
         env = qstash_env(nodes[0].base_url, creds.token, creds.current_key, creds.next_key)
         diagnostics = lambda: "\n".join(homing_tail(n) for n in nodes)  # noqa: E731
@@ -196,7 +192,3 @@ def test_two_postgres_nodes_complete_each_run_once(tmp_path: Path) -> None:
             for run in runs:
                 assert app.steps(run) == ["add-one", "double", "describe"]
                 assert len(app.events(run, "completed")) == 1
-    finally:
-        for node in nodes:
-            node.stop()
-        schemas.drop()

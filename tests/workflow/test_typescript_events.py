@@ -23,8 +23,15 @@ import pytest
 
 from tests.multinode.support import Credentials
 from tests.reliability.support import HomingProcess
-from tests.support.server import PostgresSchemas, postgres_or_skip
-from tests.workflow.support import WorkflowApp, homing_tail, qstash_env, require_ts_app, ts_app
+from tests.support.server import postgres_or_skip
+from tests.workflow.support import (
+    WorkflowApp,
+    homing_tail,
+    qstash_env,
+    require_ts_app,
+    ts_app,
+    two_postgres_nodes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -149,19 +156,8 @@ def test_on_two_postgres_nodes_a_run_started_on_one_is_notified_through_the_othe
 ) -> None:
     postgres_or_skip()
     require_ts_app()
-    schemas = PostgresSchemas()
     creds = Credentials()
-    flags = ["--host", "127.0.0.1", "--database", schemas.url_for("events"),
-             "--token", creds.token, "--current-signing-key", creds.current_key,
-             "--next-signing-key", creds.next_key, "--allow-private-destinations",
-             "--shutdown-timeout", "2"]  # fmt: skip
-    nodes = [
-        HomingProcess(tmp_path / f"node{i}", tmp_path / f"node{i}.log", mode="serve", extra=flags)
-        for i in range(2)
-    ]
-    try:
-        for node in nodes:  # one after the other: the first one migrates the schema
-            node.start()
+    with two_postgres_nodes(tmp_path, creds, "events") as nodes:
         # The app (and so the run and its wait) talks to the first node only.
         env = qstash_env(nodes[0].base_url, creds.token, creds.current_key, creds.next_key)
         diagnostics = lambda: "\n".join(homing_tail(n) for n in nodes)  # noqa: E731
@@ -183,7 +179,3 @@ def test_on_two_postgres_nodes_a_run_started_on_one_is_notified_through_the_othe
             time.sleep(0.5)  # a second result by the other node would show up by now
             assert app.steps(run) == ["before-wait", "after-wait"]
             assert app.steps(late) == ["before-wait", "after-wait"]
-    finally:
-        for node in nodes:
-            node.stop()
-        schemas.drop()

@@ -22,7 +22,7 @@ import pytest
 from tests.multinode.support import Credentials
 from tests.reliability.support import HomingProcess
 from tests.support.receiver import Receiver
-from tests.support.server import PostgresSchemas, postgres_or_skip
+from tests.support.server import postgres_or_skip
 from tests.support.waiting import eventually
 from tests.workflow.support import (
     EXAMPLE_DIR,
@@ -34,6 +34,7 @@ from tests.workflow.support import (
     require_ts_app,
     running_app,
     ts_app,
+    two_postgres_nodes,
 )
 
 
@@ -268,19 +269,8 @@ def test_sdk_dev_mode_runs_a_workflow_and_one_waiting_for_an_event(
 def test_two_postgres_nodes_complete_each_run_once(tmp_path: Path) -> None:
     postgres_or_skip()
     require_ts_app()
-    schemas = PostgresSchemas()
     creds = Credentials()
-    database = schemas.url_for("workflow")
-    flags = ["--host", "127.0.0.1", "--database", database, "--token", creds.token,
-             "--current-signing-key", creds.current_key, "--next-signing-key", creds.next_key,
-             "--allow-private-destinations", "--shutdown-timeout", "2"]  # fmt: skip
-    nodes = [
-        HomingProcess(tmp_path / f"node{i}", tmp_path / f"node{i}.log", mode="serve", extra=flags)
-        for i in range(2)
-    ]
-    try:
-        for node in nodes:  # one after the other: the first one migrates the schema
-            node.start()
+    with two_postgres_nodes(tmp_path, creds, "workflow") as nodes:
         # The app publishes through the first node; either node may deliver any step.
         env = qstash_env(nodes[0].base_url, creds.token, creds.current_key, creds.next_key)
         diagnostics = lambda: "\n".join(homing_tail(n) for n in nodes)  # noqa: E731
@@ -302,7 +292,3 @@ def test_two_postgres_nodes_complete_each_run_once(tmp_path: Path) -> None:
                 assert len(app.events(run, "completed")) == 1
             served = {d["messageId"] for d in app.deliveries()}
             print(f"two nodes: {len(served)} deliveries for {len(sequential) + len(parallel)} runs")
-    finally:
-        for node in nodes:
-            node.stop()
-        schemas.drop()
