@@ -83,7 +83,7 @@ def install() -> None:
     writer_cls._blocking = blocking  # type: ignore[method-assign]
     orig_call = writer_cls.call
 
-    async def writer_call(self: Any, fn: Callable[[Any], Any], *, inline: bool = False) -> Any:
+    async def writer_call(self: Any, fn: Callable[[Any], Any], **options: Any) -> Any:
         marks: dict[str, int] = {}
 
         def timed(conn: Any) -> Any:
@@ -96,7 +96,7 @@ def install() -> None:
 
         t0 = time.perf_counter_ns()
         try:
-            return await orig_call(self, timed, inline=inline)
+            return await orig_call(self, timed, **options)
         finally:
             t3 = time.perf_counter_ns()
             if "end" in marks:

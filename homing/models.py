@@ -191,6 +191,18 @@ class Claimed:
     lease_token: int
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Room a delivery engine reserved for messages stored already claimed by it (see
+    `homing.storage.base.Taker`): at most `slots` messages, leased to `node_id` until
+    `until_ms` under `token`."""
+
+    node_id: str
+    until_ms: int
+    token: int
+    slots: int
+
+
 class OutcomeKind(enum.StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from homing import ids
@@ -30,7 +30,7 @@ from homing.delivery.workflows import RunDeliveries
 from homing.errors import StorageUnavailable
 from homing.health import Health
 from homing.metrics import Metrics
-from homing.models import AttemptOutcome, Claimed, OutcomeKind, SigningKeys
+from homing.models import AttemptOutcome, Claimed, Lease, OutcomeKind, SigningKeys
 from homing.storage.base import Storage
 from homing.telemetry import Telemetry
 
@@ -110,6 +110,7 @@ class DeliveryEngine:
         self._pending: list[AttemptOutcome] = []
         self._pending_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._reserved = 0  # slots promised to inserts that hand their messages over (`reserve`)
         self.delivered = 0  # counters for metrics and tests
         self.failed_attempts = 0
         storage.add_wake_listener(self._on_wake)
@@ -121,6 +122,7 @@ class DeliveryEngine:
             "delivery engine %s started", self.node_id,
             extra={"event": "engine.started", "node_id": self.node_id},
         )  # fmt: skip
+        self.storage.attach_taker(self)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="homing-claim"),
             asyncio.create_task(self._record_loop(), name="homing-record"),
@@ -183,6 +185,34 @@ class DeliveryEngine:
         if due_ms <= self._sleep_target:
             self._wake.set()
 
+    # -- messages handed over by the insert that stored them (storage.base.Taker) -----------
+
+    def reserve(self, count: int) -> Lease | None:
+        free = self.settings.concurrency - len(self._inflight) - self._reserved
+        if self._stopping or free <= 0:
+            return None
+        slots = min(count, free)
+        self._reserved += slots
+        until = self.clock.now_ms() + self.settings.lease_ms
+        return Lease(self.node_id, until, secrets.randbits(62), slots)
+
+    def take(self, lease: Lease, claimed: Sequence[Claimed]) -> None:
+        self._reserved -= lease.slots
+        if self._stopping:  # stored under our lease: `stop` releases it for the next start
+            self._slot_freed.set()
+            return
+        self._start(claimed)
+
+    def release(self, lease: Lease) -> None:
+        self._reserved -= lease.slots
+        self._slot_freed.set()
+
+    def _start(self, claimed: Sequence[Claimed]) -> None:
+        for claim in claimed:
+            task = asyncio.create_task(self._attempt(claim))
+            self._inflight.add(task)
+            task.add_done_callback(self._attempt_done)
+
     # -- claiming ---------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
@@ -190,7 +220,7 @@ class DeliveryEngine:
         while not self._stopping:
             self._sleep_target = 2**62  # any wake during this round counts
             self._wake.clear()
-            free = s.concurrency - len(self._inflight)
+            free = s.concurrency - len(self._inflight) - self._reserved
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -207,10 +237,7 @@ class DeliveryEngine:
                 log.exception("claim failed; retrying", extra={"event": "engine.claim_failed"})
                 await asyncio.sleep(s.poll_interval_ms / 1000)
                 continue
-            for claim in claimed:
-                task = asyncio.create_task(self._attempt(claim))
-                self._inflight.add(task)
-                task.add_done_callback(self._attempt_done)
+            self._start(claimed)
             if len(claimed) == min(free, s.claim_batch):
                 await asyncio.sleep(0)  # likely more due: claim again at once
                 continue

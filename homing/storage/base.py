@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from homing.health import Health
 from homing.models import (
@@ -24,6 +25,7 @@ from homing.models import (
     Claimed,
     FlowKeyInfo,
     InsertResult,
+    Lease,
     LogEntry,
     Message,
     MessageFilter,
@@ -47,6 +49,28 @@ from homing.models import (
 from homing.publish import Endpoint
 
 WakeListener = Callable[[int], None]
+
+
+class Taker(Protocol):
+    """The delivery engine of this process, taking messages straight from the insert that
+    stores them.
+
+    A message due at once (no queue, no flow-control key) is the common case, and claiming it
+    back from the store costs a transaction, an fsync and a wake-up before its first attempt
+    can start. Instead the insert asks the taker for room (`reserve`), stores as many such
+    messages as it got room for already ACTIVE under the taker's lease (logging CREATED, then
+    ACTIVE), and hands them over once the transaction is durable (`take`), or gives the room
+    back when it was not (`release`). Fencing, lease renewal, expiry and recovery are those of
+    any claim: a node that dies before the attempt leaves a lease that expires."""
+
+    def reserve(self, count: int) -> Lease | None:
+        """Room for up to `count` messages now, or None (stopping, or no free slot)."""
+
+    def take(self, lease: Lease, claimed: Sequence[Claimed]) -> None:
+        """The messages stored under `lease` (at most `lease.slots`), durable: attempt them."""
+
+    def release(self, lease: Lease) -> None:
+        """Nothing was stored under `lease`: its room is free again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +99,7 @@ class Storage(abc.ABC):
 
     def __init__(self) -> None:
         self._listeners: list[WakeListener] = []
+        self._taker: Taker | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -102,6 +127,11 @@ class Storage(abc.ABC):
     def _wake(self, due_ms: int) -> None:
         for listener in self._listeners:
             listener(due_ms)
+
+    def attach_taker(self, taker: Taker) -> None:
+        """From now on, `insert_messages` stores messages due at once already claimed by
+        `taker` when it has room, and hands them to it once durable (see `Taker`)."""
+        self._taker = taker
 
     # -- accounts, tokens, signing keys ---------------------------------------------------
 
@@ -173,7 +203,8 @@ class Storage(abc.ABC):
         `dedup_window_ms` is not stored: its result names the original message and
         `deduplicated=True`. Messages with a `queue_name` join the end of their queue
         (creating it with parallelism 1 if needed) and are admitted in FIFO order. Results are
-        in input order."""
+        in input order. With a taker attached, messages due at once without a queue or a
+        flow-control key may be stored ACTIVE under its lease and handed to it (`Taker`)."""
 
     @abc.abstractmethod
     async def get_message(self, account_id: str, message_id: str) -> Message | None:

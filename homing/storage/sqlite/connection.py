@@ -55,6 +55,10 @@ BUSY_TIMEOUT_S = 30.0  # how long to wait for another process's write lock
 # size (1000 pages, ~4 MiB) and to record claims and outcomes for a while.
 RESERVE_BYTES = 8 << 20
 FULL_POLL_S = 0.5  # how often a full disk is checked for freed space
+# How often the WAL is copied back into the database (see `Writer._checkpoints`): often enough
+# that each checkpoint is small and the WAL file stays a few MiB at thousands of writes a second.
+CHECKPOINT_INTERVAL_S = 0.2
+DISK_FULL_AUTOCHECKPOINT = 1000  # SQLite's default, in pages
 HEALTH_CHECK = "storage.writes"
 
 
@@ -78,6 +82,7 @@ class _Op:
     future: asyncio.Future[Any]
     inline: bool
     grows: bool
+    settled: Callable[[bool], None] | None = None
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -160,6 +165,9 @@ class Writer:
         self._watch: asyncio.Task[None] | None = None
         self._problem: str | None = None  # why writes fail now, as /readyz shows it
         self._health: Health | None = None
+        self._commits = 0  # transactions committed, for the checkpointer
+        self._autocheckpoint = 0  # the writer connection's wal_autocheckpoint
+        self._checkpointer: asyncio.Task[None] | None = None
 
     def report_to(self, health: Health) -> None:
         """Report write failures (a full disk, I/O errors) to `health` from now on."""
@@ -180,6 +188,9 @@ class Writer:
             self._thread.shutdown(wait=False)
             raise StorageUnavailable(f"cannot open SQLite database: {exc}") from exc
         self._pump = asyncio.create_task(self._run(), name="homing-sqlite-writer")
+        self._checkpointer = asyncio.create_task(
+            self._checkpoints(), name="homing-sqlite-checkpoint"
+        )
         if not reserved:
             self._enter_full_mode()
 
@@ -190,23 +201,77 @@ class Writer:
         if str(mode).lower() != "wal":
             conn.close()
             raise StorageUnavailable(f"{self._path}: WAL journal mode unavailable (got {mode})")
+        # Checkpoints run beside the writer (`_checkpoints`), never inside a COMMIT.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._autocheckpoint = 0
         return conn
 
+    async def _checkpoints(self) -> None:
+        """Copy the WAL back into the database now and then, on a connection and thread of
+        their own.
+
+        SQLite's automatic checkpoint runs inside the COMMIT that crosses 1,000 WAL pages: at a
+        thousand publishes a second that is several times a second, and each time that COMMIT,
+        and with it every publish waiting for the next one, takes milliseconds longer (a
+        checkpoint writes and fsyncs the database file). A PASSIVE checkpoint on another
+        connection does the same work without holding up the writer: WAL lets a checkpoint run
+        while transactions commit, and it never waits for a lock.
+        """
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="homing-sqlite-checkpoint")
+        loop = asyncio.get_running_loop()
+        conn: sqlite3.Connection | None = None
+        seen = self._commits
+        complete = True  # the last checkpoint copied the whole WAL
+        try:
+            while True:
+                await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+                # Also retry when nothing was committed since: a checkpoint that failed (a full
+                # disk) or stopped short (a reader) may be what keeps commits from succeeding.
+                if self._commits == seen and complete:
+                    continue
+                seen = self._commits
+                try:
+                    if conn is None:
+                        conn = await loop.run_in_executor(pool, self._checkpoint_connection)
+                    complete = await loop.run_in_executor(pool, _checkpoint, conn)
+                except (sqlite3.Error, OSError) as exc:
+                    complete = False
+                    # Not fatal: the WAL grows until a later checkpoint succeeds.
+                    log.warning(
+                        "WAL checkpoint failed: %s",
+                        exc,
+                        extra={"event": "storage.checkpoint_failed"},
+                    )
+        finally:
+            if conn is not None:
+                conn.close()
+            pool.shutdown(wait=False)
+
+    def _checkpoint_connection(self) -> sqlite3.Connection:
+        return connect(self._path, synchronous=self._synchronous, busy_timeout_ms=0)
+
     async def call(
-        self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False, grows: bool = False
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        inline: bool = False,
+        grows: bool = False,
+        settled: Callable[[bool], None] | None = None,
     ) -> T:
         """Run `fn` in the next transaction; return once that transaction is durable.
 
         `inline=True` runs `fn` on the event-loop thread: only for short work of bounded size
         (callers pass it only under a row and byte budget). `grows=True` marks work that stores
-        new data (a publish): refused with StorageFull while the disk is full.
+        new data (a publish): refused with StorageFull while the disk is full. `settled(durable)`
+        is called on the event loop once the operation's fate is known, even if the caller was
+        cancelled meanwhile (its work may have been committed all the same).
         """
         if self._pump is None or self._pump.done() or self._closing:
             raise StorageUnavailable("the SQLite writer is not running")
         if grows and self._full:
             raise StorageFull(self._full_message())
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._ops.append(_Op(fn, future, inline, grows))
+        self._ops.append(_Op(fn, future, inline, grows, settled))
         self._more.set()
         return await future
 
@@ -220,10 +285,11 @@ class Writer:
             if not self._pump.cancelled():
                 self._pump.exception()  # already logged by _run; marks it retrieved
             self._pump = None
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.wait({self._watch})
-            self._watch = None
+        for task in (self._watch, self._checkpointer):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait({task})
+        self._watch = self._checkpointer = None
         # Recreated at the next start: a stopped server leaves no 8 MiB file behind (tests start
         # hundreds of servers; an operator's backup of the data dir need not carry it).
         self._reserve.release()
@@ -284,6 +350,14 @@ class Writer:
         single = len(batch) == 1
         loop = asyncio.get_running_loop()
         try:
+            # On a full disk the writer checkpoints in its own COMMITs again, as SQLite does by
+            # default: the space the reserve gave back must go to copying the WAL back before
+            # the WAL itself grows into it, and the checkpointer, a fifth of a second away,
+            # would lose that race.
+            wanted = DISK_FULL_AUTOCHECKPOINT if self._full else 0
+            if wanted != self._autocheckpoint:
+                conn.execute(f"PRAGMA wal_autocheckpoint={wanted}")
+                self._autocheckpoint = wanted
             await self._begin(conn)
             yielded = loop.time()
             for op in batch:
@@ -317,6 +391,7 @@ class Writer:
                     await asyncio.sleep(0)
                     yielded = loop.time()
             await self._blocking(lambda: conn.execute("COMMIT"))
+            self._commits += 1
             self._committed()
             return results
         except sqlite3.Error as exc:
@@ -411,8 +486,19 @@ class Writer:
         self._conn = await self._blocking(self._connect)
 
 
+def _checkpoint(conn: sqlite3.Connection) -> bool:
+    """One PASSIVE checkpoint; whether it copied every frame of the WAL."""
+    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return not busy and frames == copied
+
+
 def _settle(batch: list[_Op], results: list[tuple[bool, Any]]) -> None:
     for op, (ok, value) in zip(batch, results, strict=True):
+        if op.settled is not None:
+            try:
+                op.settled(ok)
+            except Exception:
+                log.exception("settling a write failed", extra={"event": "storage.settle_failed"})
         if op.future.done():
             continue
         if ok:

@@ -21,6 +21,9 @@ import orjson
 from homing.errors import StorageUnavailable
 from homing.models import LogState
 from homing.storage.queries import load_queries
+
+if TYPE_CHECKING:
+    from homing.storage.base import Taker
 from homing.storage.sqlite.connection import Readers, Writer
 
 Q = load_queries("homing.storage.sqlite")
@@ -78,6 +81,7 @@ class Core:
     # a few microseconds, far less than a hop to the reader pool and back.
     _inline: sqlite3.Connection | None
     _events: EventLog
+    _taker: Taker | None  # set by Storage.attach_taker
 
     if TYPE_CHECKING:  # provided by Storage; declared for the type checker only
 

@@ -17,6 +17,7 @@ import orjson
 from homing import log_events
 from homing.models import (
     InsertResult,
+    Lease,
     LogEntry,
     LogEvent,
     LogState,
@@ -26,7 +27,8 @@ from homing.models import (
     NewMessage,
     Page,
 )
-from homing.storage import codec
+from homing.storage import codec, handoff
+from homing.storage.handoff import eligible
 from homing.storage.sqlite import flow
 from homing.storage.sqlite.core import (
     INLINE_BYTES,
@@ -76,6 +78,9 @@ def _earliest(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
 
 
+_NO_LEASE: tuple[str | None, int | None, int | None] = (None, None, None)
+
+
 def admit(conn: sqlite3.Connection, account_id: str, queue: str) -> int | None:
     """Let waiting messages of a queue start, in FIFO order, up to its parallelism; returns the
     earliest due time of those admitted."""
@@ -96,15 +101,21 @@ def insert(
     messages: Sequence[NewMessage],
     now_ms: int,
     dedup_window_ms: int,
+    lease: Lease | None = None,
+    taken: list[NewMessage] | None = None,
 ) -> tuple[list[InsertResult], int | None]:
     """Store messages and log CREATED for each; returns (results in input order, earliest
-    claimable due time)."""
+    claimable due time). With `lease`, up to `lease.slots` messages that `handoff.eligible`
+    allows are stored ACTIVE under it instead (logged CREATED, then ACTIVE) and appended to
+    `taken`."""
     results: list[InsertResult] = []
     rows: list[tuple[Any, ...]] = []
     logged: list[EventRow] = []
     queues: set[tuple[str, str]] = set()
     earliest: int | None = None
+    claim = _NO_LEASE if lease is None else (lease.node_id, lease.until_ms, lease.token)
     for m in messages:
+        leased = _NO_LEASE
         if m.dedup_key is not None:
             found = conn.execute(Q["find_dedup"], (m.account_id, m.dedup_key)).fetchone()
             if found is not None and found[1] > now_ms:
@@ -117,6 +128,15 @@ def insert(
             state = "queued"
             queues.add((m.account_id, m.queue_name))
             conn.execute(Q["ensure_queue"], (m.account_id, m.queue_name, now_ms, now_ms))
+        elif (
+            lease is not None
+            and taken is not None
+            and len(taken) < lease.slots
+            and eligible(m, now_ms)
+        ):
+            state = "active"
+            leased = claim
+            taken.append(m)
         else:
             state = "ready"
             earliest = m.not_before_ms if earliest is None else min(earliest, m.not_before_ms)
@@ -145,10 +165,13 @@ def insert(
                 codec.encode_flow(m.flow),
                 codec.encode_spec(m.spec),
                 m.body,
+                *leased,
             )
         )
         created = log_events.created(m, now_ms)
         logged.append((m.account_id, m.id, now_ms, created.state, created.info))
+        if state == "active":
+            logged.append((m.account_id, m.id, now_ms, LogState.ACTIVE, None))
         results.append(InsertResult(m.id, m.url))
     conn.executemany(Q["insert_messages"], rows)
     events.write(conn, logged)
@@ -168,12 +191,35 @@ class MessageStore(Core):
     async def insert_messages(
         self, messages: Sequence[NewMessage], *, now_ms: int, dedup_window_ms: int
     ) -> list[InsertResult]:
-        results, earliest = await self._writer.call(
-            lambda conn: insert(conn, self._events, messages, now_ms, dedup_window_ms),
-            inline=len(messages) <= INLINE_INSERT_LIMIT
-            and sum(len(m.body) for m in messages) <= INLINE_BYTES,
-            grows=True,
+        inline = (
+            len(messages) <= INLINE_INSERT_LIMIT
+            and sum(len(m.body) for m in messages) <= INLINE_BYTES
         )
+        # Only inline inserts hand off: their room is reserved on the event-loop thread, the
+        # only one the engine's bookkeeping may be touched from.
+        taker = self._taker if inline else None
+        leased: list[Lease] = []
+        taken: list[NewMessage] = []
+
+        def run(conn: sqlite3.Connection) -> tuple[list[InsertResult], int | None]:
+            lease = None
+            if taker is not None:
+                wanted = sum(1 for m in messages if eligible(m, now_ms))
+                lease = taker.reserve(wanted) if wanted else None
+                if lease is not None:
+                    leased.append(lease)
+            return insert(conn, self._events, messages, now_ms, dedup_window_ms, lease, taken)
+
+        def settled(durable: bool) -> None:
+            # Called by the writer whether or not the publisher still waits: a request
+            # cancelled after its insert ran still commits, and its messages must be sent.
+            if taker is not None and leased:
+                if durable:
+                    taker.take(leased[0], handoff.claimed(taken, leased[0]))
+                else:
+                    taker.release(leased[0])
+
+        results, earliest = await self._writer.call(run, inline=inline, grows=True, settled=settled)
         if earliest is not None:
             self._wake(earliest)
         return results

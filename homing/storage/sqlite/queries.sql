@@ -97,8 +97,9 @@ SELECT id FROM accounts ORDER BY id
 -- name: insert_messages
 INSERT INTO messages (
     id, account_id, state, due_ms, created_ms, not_before_ms, url, url_host, url_path, caller_ip,
-    queue_name, queue_slot, topic_name, endpoint_name, schedule_id, labels, flow_key, flow, spec, body
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    queue_name, queue_slot, topic_name, endpoint_name, schedule_id, labels, flow_key, flow, spec, body,
+    lease_owner, lease_until, lease_token
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: log_events
 INSERT INTO events (id, account_id, message_id, time_ms, state, info) VALUES (?, ?, ?, ?, ?, ?)
