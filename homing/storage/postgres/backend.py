@@ -84,7 +84,7 @@ class PostgresStorage(
         )
         self._unblock_hint: int | None = None
         self._announcer = Announcer(self._notify)
-        self._batcher = InsertBatcher(self._db, self._announcer)
+        self._batcher = InsertBatcher(self._db, self._announcer, taker=lambda: self._taker)
         self.listener: Listener | None = None
         if listen:
             self.listener = Listener(

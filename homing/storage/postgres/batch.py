@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from homing.errors import StorageUnavailable
 from homing.models import InsertResult, NewMessage
+from homing.storage import handoff
+from homing.storage.handoff import eligible
 from homing.storage.postgres.listener import Announcer
 from homing.storage.postgres.messages import insert
 from homing.storage.postgres.pool import Database
+
+if TYPE_CHECKING:
+    from homing.storage.base import Taker
 
 Inserted = tuple[list[InsertResult], int | None]
 
@@ -43,9 +49,11 @@ class InsertBatcher:
         *,
         max_inflight: int = 4,
         max_messages: int = 1000,
+        taker: Callable[[], Taker | None] = lambda: None,
     ) -> None:
         self._db = db
         self._announcer = announcer
+        self._taker = taker  # the engine messages due at once are handed to (`Taker`)
         self._max_inflight = max_inflight
         self._max_messages = max_messages
         self._queue: deque[_Request] = deque()
@@ -88,29 +96,40 @@ class InsertBatcher:
     async def _execute(self, batch: list[_Request]) -> None:
         messages = [m for r in batch for m in r.messages]
         times = [r.now_ms for r in batch for _ in r.messages]
+        now_ms = max(times)
         announce = self._announcer.inline()
+        taker = self._taker()
+        wanted = sum(1 for m in messages if eligible(m, now_ms)) if taker else 0
+        lease = taker.reserve(wanted) if taker is not None and wanted else None
+        taken: list[NewMessage] = []
         try:
             _, earliest = await self._db.run(
-                lambda conn: insert(conn, messages, max(times), 0, times, announce=announce),
+                lambda conn: insert(
+                    conn, messages, now_ms, 0, times, announce=announce, lease=lease, taken=taken
+                ),
                 transaction=False,
             )
-        except StorageUnavailable as exc:
-            for r in batch:
-                if not r.future.done():
-                    r.future.set_exception(exc)
-            return
-        except Exception as exc:
-            if len(batch) == 1:
-                if not batch[0].future.done():
-                    batch[0].future.set_exception(exc)
+        except BaseException as exc:
+            if lease is not None:
+                taker.release(lease)  # type: ignore[union-attr]
+            if not isinstance(exc, Exception):
+                raise
+            if isinstance(exc, StorageUnavailable) or len(batch) == 1:
+                for r in batch:
+                    if not r.future.done():
+                        r.future.set_exception(exc)
                 return
             for r in batch:  # find the request at fault; the others still commit
                 await self._execute([r])
             return
+        if lease is not None:
+            taker.take(lease, handoff.claimed(taken, lease))  # type: ignore[union-attr]
         self._announcer.after_commit(earliest, announced=announce)
+        handed = {m.id for m in taken}
         for r in batch:
             if not r.future.done():
-                due = min((m.not_before_ms for m in r.messages), default=None)
+                # The wake-up hint: messages the engine was handed need no claim.
+                due = min((m.not_before_ms for m in r.messages if m.id not in handed), default=None)
                 r.future.set_result(([InsertResult(m.id, m.url) for m in r.messages], due))
 
     async def close(self, timeout_s: float = 5.0) -> None:

@@ -15,6 +15,7 @@ import orjson
 from homing import log_events
 from homing.models import (
     InsertResult,
+    Lease,
     LogEntry,
     LogState,
     Message,
@@ -23,13 +24,15 @@ from homing.models import (
     NewMessage,
     Page,
 )
-from homing.storage import codec
+from homing.storage import codec, handoff
+from homing.storage.handoff import eligible
 from homing.storage.postgres.filters import Params, compose, message_where
 from homing.storage.postgres.listener import Announcer
 from homing.storage.postgres.pool import Conn, Database
 from homing.storage.queries import load_queries
 
 if TYPE_CHECKING:  # batch.py builds on this module's `insert`
+    from homing.storage.base import Taker
     from homing.storage.postgres.batch import InsertBatcher
 
 Q = load_queries("homing.storage.postgres")
@@ -185,11 +188,17 @@ async def insert(
     event_times: Sequence[int] | None = None,
     *,
     announce: bool = True,
+    lease: Lease | None = None,
+    taken: list[NewMessage] | None = None,
 ) -> tuple[list[InsertResult], int | None]:
     """Store messages and log CREATED (at `event_times`, one per message, else `now_ms`);
     returns (results in input order, earliest claimable due, NOTIFY-ed when `announce`).
+    With `lease`, up to `lease.slots` messages that `handoff.eligible` allows are stored ACTIVE
+    under it instead (logged CREATED, then ACTIVE); `taken` is set to them.
 
     Runs in the caller's transaction; only `is_plain(messages)` batches may run without one."""
+    if taken is not None:
+        taken.clear()  # a transaction retried after a deadlock starts over
     if not messages:
         return [], None
     results = await _deduplicate(conn, messages, now_ms, dedup_window_ms)
@@ -207,15 +216,31 @@ async def insert(
             Q["ensure_queues"], [q[0] for q in queues], [q[1] for q in queues], now_ms
         )
     await _ensure_flow_keys(conn, keep, now_ms)
-    ready_due = _earliest(*(m.not_before_ms for m in keep if m.queue_name is None))
+    leased = [False] * len(keep)
+    if lease is not None and taken is not None:
+        for i, m in enumerate(keep):
+            if len(taken) < lease.slots and eligible(m, now_ms):
+                leased[i] = True
+                taken.append(m)
+    ready_due = _earliest(
+        *(
+            m.not_before_ms
+            for m, held in zip(keep, leased, strict=True)
+            if not held and m.queue_name is None
+        )
+    )
     parts = [codec.url_parts(m.url) for m in keep]
     await conn.execute(
         Q["insert_messages"],
         [m.id for m in keep],
         [m.account_id for m in keep],
         [
-            MessageState.QUEUED.value if m.queue_name is not None else MessageState.READY.value
-            for m in keep
+            MessageState.ACTIVE.value
+            if held
+            else MessageState.QUEUED.value
+            if m.queue_name is not None
+            else MessageState.READY.value
+            for m, held in zip(keep, leased, strict=True)
         ],
         [m.created_ms for m in keep],
         [m.not_before_ms for m in keep],
@@ -236,6 +261,10 @@ async def insert(
         [json_text(log_events.created(m, t).info) for m, t in kept],
         [t for _, t in kept],
         ready_due if announce else None,
+        leased,
+        lease.node_id if lease else None,
+        lease.until_ms if lease else None,
+        lease.token if lease else None,
     )
     admitted = await admit(conn, queues, announce=announce)
     it = iter(keep)
@@ -249,6 +278,7 @@ class MessageStore:
     _db: Database
     _batcher: InsertBatcher
     _announcer: Announcer
+    _taker: Taker | None  # set by Storage.attach_taker
 
     if TYPE_CHECKING:  # provided by Storage; declared for the type checker only
 
@@ -263,9 +293,30 @@ class MessageStore:
             results, earliest = await self._batcher.insert(messages, now_ms)
         else:
             announce = self._announcer.inline()
-            results, earliest = await self._db.run(
-                lambda conn: insert(conn, messages, now_ms, dedup_window_ms, announce=announce)
-            )
+            taker = self._taker
+            wanted = sum(1 for m in messages if eligible(m, now_ms)) if taker else 0
+            lease = taker.reserve(wanted) if taker is not None and wanted else None
+            taken: list[NewMessage] = []
+            try:
+                results, earliest = await self._db.run(
+                    lambda conn: insert(
+                        conn,
+                        messages,
+                        now_ms,
+                        dedup_window_ms,
+                        announce=announce,
+                        lease=lease,
+                        taken=taken,
+                    )
+                )
+            except BaseException:
+                # Rolled back, or (cancelled while committing) perhaps not: then the messages
+                # wait for the lease to expire, as after a crash.
+                if lease is not None:
+                    taker.release(lease)  # type: ignore[union-attr]
+                raise
+            if lease is not None:
+                taker.take(lease, handoff.claimed(taken, lease))  # type: ignore[union-attr]
             self._announcer.after_commit(earliest, announced=announce)
         if earliest is not None:
             self._wake(earliest)

@@ -45,28 +45,40 @@ ins AS (
     INSERT INTO messages (
         id, account_id, state, due_ms, created_ms, not_before_ms, url, url_host, url_path,
         caller_ip, queue_name, queue_slot, topic_name, endpoint_name, schedule_id, labels,
-        flow_key, flow, spec, body
+        flow_key, flow, spec, body, lease_owner, lease_until, lease_token
     )
     SELECT u.id, u.account_id, u.state, u.not_before_ms, u.created_ms, u.not_before_ms, u.url,
            u.url_host, u.url_path, u.caller_ip, u.queue_name, u.queue_slot, u.topic_name,
-           u.endpoint_name, u.schedule_id, u.labels::jsonb, u.flow_key, u.flow, u.spec, u.body
+           u.endpoint_name, u.schedule_id, u.labels::jsonb, u.flow_key, u.flow, u.spec, u.body,
+           CASE WHEN u.leased THEN $24::text END,
+           CASE WHEN u.leased THEN $25::bigint END,
+           CASE WHEN u.leased THEN $26::bigint END
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
-        $15::text[], $16::text[], $17::text[], $18::bytea[], $19::bytea[]
+        $15::text[], $16::text[], $17::text[], $18::bytea[], $19::bytea[], $23::bool[]
     ) AS u(
         id, account_id, state, created_ms, not_before_ms, url, url_host, url_path, caller_ip,
         queue_name, queue_slot, topic_name, endpoint_name, schedule_id, labels, flow_key, flow,
-        spec, body
+        spec, body, leased
     )
 ),
 ev AS (
+    -- CREATED for every message, then ACTIVE for those stored claimed (the local engine's).
     INSERT INTO events (id, account_id, message_id, time_ms, state, info)
-    SELECT nextval('homing_event_seq'), u.account_id, u.id, u.t, 'CREATED', u.info
-    FROM unnest($1::text[], $2::text[], $20::text[], $21::bigint[]) WITH ORDINALITY
-            AS u(id, account_id, info, t, ord),
+    SELECT nextval('homing_event_seq'), e.account_id, e.id, e.t, e.state, e.info
+    FROM (
+        SELECT u.account_id, u.id, u.t, 'CREATED' AS state, u.info, u.ord, 0 AS step
+        FROM unnest($1::text[], $2::text[], $20::text[], $21::bigint[]) WITH ORDINALITY
+                AS u(id, account_id, info, t, ord)
+        UNION ALL
+        SELECT u.account_id, u.id, u.t, 'ACTIVE', NULL, u.ord, 1
+        FROM unnest($1::text[], $2::text[], $21::bigint[], $23::bool[]) WITH ORDINALITY
+                AS u(id, account_id, t, leased, ord)
+        WHERE u.leased
+    ) AS e,
          clock
-    ORDER BY u.ord
+    ORDER BY e.ord, e.step
 )
 SELECT pg_notify('homing_work', ($22::bigint)::text) WHERE $22::bigint IS NOT NULL
 
