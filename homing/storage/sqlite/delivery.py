@@ -25,7 +25,7 @@ from homing import flow_control, log_events
 from homing.models import AttemptOutcome, Claimed, LogState
 from homing.storage import codec
 from homing.storage.sqlite import flow
-from homing.storage.sqlite.core import INLINE_BYTES, Core, Q, marks
+from homing.storage.sqlite.core import INLINE_BYTES, Core, EventRow, Q, marks
 from homing.storage.sqlite.messages import admit, insert, message
 
 
@@ -102,46 +102,66 @@ class DeliveryStore(Core):
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    def _record(self, conn: sqlite3.Connection, o: AttemptOutcome) -> tuple[bool, int | None]:
-        target = conn.execute(Q["outcome_target"], (o.message_id, o.lease_token)).fetchone()
-        if target is None:
-            return False, None  # fenced: the lease expired and someone else owns the message
-        account_id, cancel_requested, slot, flow_key = target
-        e = o.effect_for(cancel_requested=bool(cancel_requested))
-        t = o.finished_ms
-        conn.execute(
-            Q["record_attempt"],
-            (
-                e.state.value,
-                e.due_ms,
-                e.final_ms,
-                e.dlq_id,
-                e.dlq_ms,
-                codec.encode_response(o.response),
-                o.message_id,
-            ),
-        )
-        self._events.write(
-            conn, [(account_id, o.message_id, t, ev.state, ev.info) for ev in e.events]
-        )
-        earliest = e.due_ms
-        if e.new_messages:
-            _, due = insert(conn, self._events, e.new_messages, t, 0)
-            earliest = _earliest(earliest, due)
-        if flow_key is not None and flow.promote(conn, account_id, flow_key, t):
-            earliest = _earliest(earliest, t)
-        if slot and e.frees_slot:
-            earliest = _earliest(earliest, admit(conn, account_id, slot))
-        return True, earliest
+    def _record_all(
+        self, conn: sqlite3.Connection, outcomes: Sequence[AttemptOutcome]
+    ) -> list[tuple[bool, int | None]]:
+        """Record outcomes in order. The common one (no callbacks, no queue, no flow key) only
+        updates its row and logs: those are written together, one statement each per batch;
+        any other first writes what was gathered, since it reads rows those writes change (a
+        queue's busy count, a key's active count)."""
+        results: list[tuple[bool, int | None]] = []
+        updates: list[tuple[Any, ...]] = []
+        logged: list[EventRow] = []
+
+        def write_gathered() -> None:
+            if updates:
+                conn.executemany(Q["record_attempt"], updates)
+                updates.clear()
+            if logged:
+                self._events.write(conn, logged)
+                logged.clear()
+
+        for o in outcomes:
+            target = conn.execute(Q["outcome_target"], (o.message_id, o.lease_token)).fetchone()
+            if target is None:
+                results.append((False, None))  # fenced: the lease expired, someone else owns it
+                continue
+            account_id, cancel_requested, slot, flow_key = target
+            e = o.effect_for(cancel_requested=bool(cancel_requested))
+            t = o.finished_ms
+            updates.append(
+                (
+                    e.state.value,
+                    e.due_ms,
+                    e.final_ms,
+                    e.dlq_id,
+                    e.dlq_ms,
+                    codec.encode_response(o.response),
+                    o.message_id,
+                )
+            )
+            logged.extend((account_id, o.message_id, t, ev.state, ev.info) for ev in e.events)
+            earliest = e.due_ms
+            if e.new_messages or flow_key is not None or (slot and e.frees_slot):
+                write_gathered()
+                if e.new_messages:
+                    _, due = insert(conn, self._events, e.new_messages, t, 0)
+                    earliest = _earliest(earliest, due)
+                if flow_key is not None and flow.promote(conn, account_id, flow_key, t):
+                    earliest = _earliest(earliest, t)
+                if slot and e.frees_slot:
+                    earliest = _earliest(earliest, admit(conn, account_id, slot))
+            results.append((True, earliest))
+        write_gathered()
+        return results
 
     async def record_outcomes(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
-        def run(conn: sqlite3.Connection) -> list[tuple[bool, int | None]]:
-            return [self._record(conn, o) for o in outcomes]
-
         stored = sum(
             len(o.response.body) + sum(len(m.body) for m in o.new_messages) for o in outcomes
         )
-        results = await self._writer.call(run, inline=stored <= INLINE_BYTES)
+        results = await self._writer.call(
+            lambda conn: self._record_all(conn, outcomes), inline=stored <= INLINE_BYTES
+        )
         dues = [due for _, due in results if due is not None]
         if dues:
             self._wake(min(dues))
