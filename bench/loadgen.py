@@ -17,6 +17,8 @@ Two clients:
   * "aiohttp": aiohttp's ClientSession, configured like Homing's delivery client. Used for the
     client-to-sink ceiling because that is what Homing's deliveries pay for each request.
 
+With `ports`, the connections go round-robin to several servers on `host` (several Homing nodes).
+
 Send timestamps are `time.time_ns()` taken immediately before the request is written to the
 socket, comparable with the sink's arrival timestamps (same machine, same clock).
 """
@@ -56,6 +58,7 @@ class Job:
     unique_prefix: str = "req-"
     parse_ids: bool = False  # read "messageId" from each JSON answer
     keep_samples: bool = True  # return per-request timestamps
+    ports: list[int] = field(default_factory=list)  # connections round-robin over these; [port]
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Job:
@@ -142,9 +145,9 @@ class RawConnection(asyncio.Protocol):
 class RawRequests:
     """Pre-built request bytes: everything but the optional unique header is built once."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, port: int) -> None:
         body = job.body.encode()
-        lines = [f"{job.method} {job.path} HTTP/1.1", f"Host: {job.host}:{job.port}"]
+        lines = [f"{job.method} {job.path} HTTP/1.1", f"Host: {job.host}:{port}"]
         lines += [f"{name}: {value}" for name, value in job.headers]
         lines.append(f"Content-Length: {len(body)}")
         self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
@@ -166,16 +169,17 @@ class RawRequests:
 
 
 class RawChannel:
-    def __init__(self, job: Job, requests: RawRequests) -> None:
+    def __init__(self, job: Job, requests: RawRequests, port: int) -> None:
         self._job = job
         self._requests = requests
+        self._port = port
         self._conn: RawConnection | None = None
 
     async def ready(self) -> None:
         if self._conn is None or not self._conn.alive:
             loop = asyncio.get_running_loop()
             _, conn = await loop.create_connection(
-                lambda: RawConnection(loop), self._job.host, self._job.port
+                lambda: RawConnection(loop), self._job.host, self._port
             )
             self._conn = conn
 
@@ -201,10 +205,10 @@ class RawChannel:
 
 
 class AiohttpChannel:
-    def __init__(self, job: Job, session: aiohttp.ClientSession) -> None:
+    def __init__(self, job: Job, session: aiohttp.ClientSession, port: int) -> None:
         self._job = job
         self._session = session
-        self._url = f"http://{job.host}:{job.port}{job.path}"
+        self._url = f"http://{job.host}:{port}{job.path}"
         self._body = job.body.encode()
         self._headers = dict(job.headers)
 
@@ -366,18 +370,20 @@ async def open_loop(
 async def run_job(job: Job) -> dict[str, Any]:
     rec = Recorder(job)
     session: aiohttp.ClientSession | None = None
+    ports = itertools.cycle(job.ports or [job.port])
     if job.client == "raw":
-        requests = RawRequests(job)
+        requests = {port: RawRequests(job, port) for port in job.ports or [job.port]}
 
         def new_channel() -> Channel:
-            return RawChannel(job, requests)
+            port = next(ports)
+            return RawChannel(job, requests[port], port)
 
     elif job.client == "aiohttp":
         session = aiohttp_session(limit=max(job.concurrency, 1) * 4)
 
         def new_channel() -> Channel:
             assert session is not None
-            return AiohttpChannel(job, session)
+            return AiohttpChannel(job, session, next(ports))
 
     else:
         raise SystemExit(f"unknown client {job.client!r}")

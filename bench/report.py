@@ -498,6 +498,54 @@ def backend_rows(results: dict[str, dict[str, Reps]]) -> list[Row]:
     return [row]
 
 
+def nodes_rows(postgres: dict[str, Reps], *, nodes: int) -> list[Row]:
+    """Several nodes on one PostgreSQL database against one node (the `e2e` run of the same
+    backend in this run), end to end. Informational: what a user gets past one core."""
+    multi = postgres.get("e2e_nodes")
+    if not multi:
+        return []
+    one = postgres.get("e2e", [])
+    sec = f"{nodes} nodes on one machine (postgresql)"
+    lost = sum(r["lost"] for r in multi)
+    dup = sum(r["duplicates"] for r in multi)
+    n = sum(r["published"] for r in multi)
+    return [
+        Row(
+            sec,
+            f"{nodes} nodes: end-to-end delivered",
+            "msg/s",
+            spread(multi, lambda r: r["rps"]),
+            "one node",
+            spread(one, lambda r: r["rps"]).median,
+            note=f"{n} published over all reps, {lost} lost, {dup} duplicate deliveries",
+        ),
+        Row(
+            sec,
+            f"{nodes} nodes: Homing CPU (all nodes)",
+            "cores",
+            spread(multi, lambda r: r["homing_cores"]),
+            "one node",
+            spread(one, lambda r: r["homing_cores"]).median,
+        ),
+        Row(
+            sec,
+            f"{nodes} nodes: Homing CPU per message (all nodes)",
+            "ms",
+            spread(multi, lambda r: r["homing_cpu_ms_per_message"]),
+            "one node",
+            spread(one, lambda r: r["homing_cpu_ms_per_message"]).median,
+            cost=True,
+        ),
+        Row(sec, f"{nodes} nodes: messages lost", "msgs", spread(multi, lambda r: r["lost"])),
+        Row(
+            sec,
+            f"{nodes} nodes: duplicate deliveries",
+            "msgs",
+            spread(multi, lambda r: r["duplicates"]),
+        ),
+    ]
+
+
 def _fmt(x: float) -> str:
     if math.isnan(x):
         return "-"

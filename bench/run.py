@@ -55,7 +55,20 @@ from bench.trace import render as render_trace
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-SCENARIOS = ("relay", "publish", "e2e", "latency", "latency_high", "delayed", "failures", "memory")
+SCENARIOS = (
+    "relay",
+    "publish",
+    "e2e",
+    "e2e_nodes",
+    "latency",
+    "latency_high",
+    "delayed",
+    "failures",
+    "memory",
+)
+# Scenarios that need a store several nodes can share: skipped on SQLite.
+SHARED_STORE_ONLY = frozenset({"e2e_nodes"})
+NODES = 2
 Scenario = Callable[[Ctx, Homing, int], Awaitable[dict[str, Any]]]
 RUNNERS: dict[str, Scenario] = {
     "publish": scenarios.publish,
@@ -328,39 +341,57 @@ class Run:
                 self.log(f"  machine still busy ({load:.2f} cores) after {waited:.0f}s; measuring")
 
     async def homing(self, backend: Backend, label: str) -> Homing:
+        return (await self.nodes(backend, label, 1))[0]
+
+    async def nodes(self, backend: Backend, label: str, count: int) -> list[Homing]:
+        """`count` nodes (role all) on one fresh database, each with its own port and data dir.
+        Started one after the other, so that they do not migrate the fresh schema at once."""
         database = await backend.database_for_instance()
         extra = ["--backoff-scale", str(self.cfg.backoff_scale)]
+        nodes: list[Homing] = []
         try:
-            return await start_homing(
-                self.work_dir,
-                self.data_root,
-                label=label,
-                database_url=database,
-                extra_args=extra,
-                switch_interval_s=self.args.switch_interval,
-                trace=self.args.trace,
-            )
+            for i in range(count):
+                nodes.append(
+                    await start_homing(
+                        self.work_dir,
+                        self.data_root,
+                        label=label if count == 1 else f"{label}-node{i + 1}",
+                        database_url=database,
+                        extra_args=extra,
+                        switch_interval_s=self.args.switch_interval,
+                        trace=self.args.trace,
+                    )
+                )
         except ProcessFailed:
+            for node in nodes:
+                await stop_homing(node)
             await backend.release(database)
             raise
+        return nodes
 
 
 async def run_scenario(run: Run, ctx: Ctx, backend: Backend, name: str, rep: int) -> dict[str, Any]:
-    homing = await run.homing(backend, f"{backend.name}-{name}-{rep}")
+    count = NODES if name == "e2e_nodes" else 1
+    nodes = await run.nodes(backend, f"{backend.name}-{name}-{rep}", count)
+    homing = nodes[0]
     try:
         await run.quiet()
-        watch = CpuWatch([homing.pid, ctx.sink.pid, ctx.framework.pid])
+        watch = CpuWatch([*(n.pid for n in nodes), ctx.sink.pid, ctx.framework.pid])
         if name == "memory":
             result = await scenarios.memory(ctx, homing, rep, store_size=backend.store_size)
+        elif name == "e2e_nodes":
+            result = await scenarios.end_to_end_nodes(ctx, nodes, rep)
         else:
             result = await RUNNERS[name](ctx, homing, rep)
         result["cpu"] = watch.stop()
         return result
     finally:
-        await stop_homing(homing)
+        for node in nodes:
+            await stop_homing(node)
         await backend.release(homing.database_url)
-        if homing.trace_path is not None and homing.trace_path.exists():
-            run.log(render_trace(str(homing.trace_path)))
+        for node in nodes:
+            if node.trace_path is not None and node.trace_path.exists():
+                run.log(render_trace(str(node.trace_path)))
 
 
 async def run_reference(run: Run, ctx: Ctx, name: str, rep: int) -> dict[str, Any]:
@@ -398,8 +429,12 @@ def _brief(name: str, r: dict[str, Any]) -> str:
         )
     if name == "failures":
         return f"first attempts {r['first_attempt_rps']:,.0f}/s, lost {r['lost']}"
-    if name == "e2e":
-        return f"{r['rps']:,.0f} delivered/s, lost {r['lost']}, {r['homing_cores']:.2f} cores"
+    if name in ("e2e", "e2e_nodes"):
+        line = f"{r['rps']:,.0f} delivered/s, lost {r['lost']}, {r['homing_cores']:.2f} cores"
+        if name == "e2e_nodes":
+            line += " (CPU s per node: " + ", ".join(f"{s:.1f}" for s in r["homing_cpu_s_per_node"])
+            line += f"), {r['duplicates']} duplicates"
+        return line
     if "rps" in r:
         return f"{r['rps']:,.0f}/s"
     if "request_ms" in r:
@@ -516,6 +551,14 @@ async def main_async(args: argparse.Namespace) -> int:
                 else:
                     skipped["postgresql"] = reason
                     run.log(f"postgresql skipped: {reason}")
+            if (
+                args.only
+                and SHARED_STORE_ONLY & set(selected)
+                and all(b.url is None for b in backends)
+            ):
+                run.notes.append(
+                    f"{', '.join(sorted(SHARED_STORE_ONLY))}: PostgreSQL only (--postgres)"
+                )
 
             ceilings: dict[str, list[dict[str, Any]]] = {"sink": [], "framework": [], "floor": []}
             reference: dict[str, list[dict[str, Any]]] = {}
@@ -541,6 +584,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 for backend in backends:
                     for name in selected:
                         if name in ("ceilings", "relay"):
+                            continue
+                        if name in SHARED_STORE_ONLY and backend.url is None:
                             continue
                         r = await run_scenario(run, ctx, backend, name, rep)
                         results[backend.name].setdefault(name, []).append(r)
@@ -568,6 +613,7 @@ async def main_async(args: argparse.Namespace) -> int:
             queued_target=1_000_000,
         )
     rows += report.backend_rows(results)
+    rows += report.nodes_rows(results.get("postgresql", {}), nodes=NODES)
     run.notes += report.noise_notes(ceilings, results)
     text = report.table(rows)
     print()

@@ -20,6 +20,8 @@ independent and the store does not grow from one to the next):
   * `failures`   as end_to_end, with the sink failing a share of first attempts; first-attempt
                  throughput = first attempts / (last first attempt - first publish).
   * `memory`     fill N messages due in an hour through /v2/batch; RSS and store size.
+  * `end_to_end_nodes`  `end_to_end` against two nodes sharing one PostgreSQL database, the
+                 load generator's connections split between them; CPU is both processes'.
 
 The reference (bench/relay.py, a naive durable relay) runs `end_to_end` and `latency` too, so
 Homing's figures can be read as ratios to what an afternoon's relay does on the same machine.
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,21 +322,41 @@ async def publish(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
     }
 
 
+def _cpu(nodes: Sequence[Homing]) -> tuple[list[float], float]:
+    """CPU seconds so far of each node's process, and of all their event-loop threads."""
+    return [cpu_seconds(n.pid) for n in nodes], sum(cpu_seconds(n.pid, n.pid) for n in nodes)
+
+
 async def _publish_and_collect(
-    ctx: Ctx, homing: Homing, name: str, *, fail_rate: float, wait_s: float | None = None
+    ctx: Ctx,
+    nodes: Sequence[Homing],
+    name: str,
+    *,
+    fail_rate: float,
+    wait_s: float | None = None,
 ) -> tuple[dict[str, Any], Arrivals, list[str], float, float]:
-    """Publish N messages as fast as they are accepted; wait until every id got a 2xx.
+    """Publish N messages as fast as they are accepted (connections split over the nodes);
+    wait until every id got a 2xx.
     Returns (load-generator result, arrivals, published ids, Homing cores, Homing CPU s)."""
     await reset_sink(ctx, fail_rate=fail_rate)
-    job = publish_job(ctx, homing.port, f"/v2/publish/{ctx.sink_url}", count=ctx.cfg.e2e_messages)
-    cpu0, loop0, t0 = cpu_seconds(homing.pid), cpu_seconds(homing.pid, homing.pid), time.monotonic()
+    job = publish_job(
+        ctx,
+        nodes[0].port,
+        f"/v2/publish/{ctx.sink_url}",
+        count=ctx.cfg.e2e_messages,
+        ports=[n.port for n in nodes],
+    )
+    (cpu0, loop0), t0 = _cpu(nodes), time.monotonic()
     result = await run_loadgen(job, ctx.work_dir, name)
     ids = [i for i in result["ids"] if i]
     complete = await wait_for_sink(ctx, len(ids), stall_s=wait_s)
     wall = time.monotonic() - t0
-    cpu = cpu_seconds(homing.pid) - cpu0
+    cpu1, loop1 = _cpu(nodes)
+    per_node = [after - before for before, after in zip(cpu0, cpu1, strict=True)]
+    cpu = sum(per_node)
     cores = cpu / wall
-    result["homing_loop_thread_cores"] = (cpu_seconds(homing.pid, homing.pid) - loop0) / wall
+    result["homing_loop_thread_cores"] = (loop1 - loop0) / wall
+    result["homing_cpu_s_per_node"] = per_node
     arrivals = await sink_arrivals(ctx)
     if not complete:
         ctx.notes.append(f"{name}: gave up waiting for deliveries")
@@ -341,9 +364,15 @@ async def _publish_and_collect(
 
 
 async def end_to_end(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
-    result, arrivals, ids, cores, cpu = await _publish_and_collect(
-        ctx, homing, f"e2e-{rep}", fail_rate=0.0
-    )
+    return await _end_to_end(ctx, [homing], f"e2e-{rep}")
+
+
+async def end_to_end_nodes(ctx: Ctx, nodes: Sequence[Homing], rep: int) -> dict[str, Any]:
+    return await _end_to_end(ctx, nodes, f"e2e-nodes-{rep}") | {"nodes": len(nodes)}
+
+
+async def _end_to_end(ctx: Ctx, nodes: Sequence[Homing], name: str) -> dict[str, Any]:
+    result, arrivals, ids, cores, cpu = await _publish_and_collect(ctx, nodes, name, fail_rate=0.0)
     first_send = result["first_send_ns"]
     delivered = [arrivals.first_ok_ns[i] for i in ids if i in arrivals.first_ok_ns]
     lost = len(ids) - len(delivered)
@@ -363,6 +392,7 @@ async def end_to_end(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
         "publish_rps_during_run": result["rps"],
         "homing_cores": cores,
         "homing_loop_thread_cores": result["homing_loop_thread_cores"],
+        "homing_cpu_s_per_node": result["homing_cpu_s_per_node"],
         # Publish + claim + deliver + record, all of Homing's CPU per message.
         "homing_cpu_ms_per_message": cpu * 1000 / max(1, len(ids)),
     }
@@ -371,8 +401,8 @@ async def end_to_end(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
 async def failures(ctx: Ctx, homing: Homing, rep: int) -> dict[str, Any]:
     # Retries come after the default backoff (12 s x --backoff-scale); allow for it.
     wait = ctx.cfg.stall_timeout_s + 12 * ctx.cfg.backoff_scale
-    result, arrivals, ids, cores, _cpu = await _publish_and_collect(
-        ctx, homing, f"failures-{rep}", fail_rate=ctx.cfg.fail_rate, wait_s=wait
+    result, arrivals, ids, cores, _cpu_s = await _publish_and_collect(
+        ctx, [homing], f"failures-{rep}", fail_rate=ctx.cfg.fail_rate, wait_s=wait
     )
     first_send = result["first_send_ns"]
     first_attempts = [arrivals.first_attempt_ns[i] for i in ids if i in arrivals.first_attempt_ns]
