@@ -192,6 +192,10 @@ def parse_redaction(value: str) -> Redaction:
     return Redaction(body=body, all_headers=all_headers, header_names=frozenset(names))
 
 
+_NO_REDACTION = Redaction()
+_CALLBACK_PREFIXES = ("upstash-callback", "upstash-failure-callback")
+
+
 class _Config:
     """The configuration of one request: every (name, lower-cased name, value) in order, and
     the first value of each `upstash-*` name (lower-cased), the only names looked up."""
@@ -394,16 +398,18 @@ def parse_options(
     if (raw := get("upstash-label")) is not None:
         labels = tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
         given.add("labels")
-    redact = Redaction()
+    redact = _NO_REDACTION
     if (raw := get("upstash-redact-fields")) is not None:
         redact = parse_redaction(raw)
         given.add("redact")
-    callback = _callback(cfg, "upstash-callback", "callback", limits)
-    failure_callback = _callback(cfg, "upstash-failure-callback", "failure callback", limits)
-    if callback is not None:
-        given.add("callback")
-    if failure_callback is not None:
-        given.add("failure_callback")
+    callback = failure_callback = None
+    if any(name.startswith(_CALLBACK_PREFIXES) for name in first):
+        callback = _callback(cfg, "upstash-callback", "callback", limits)
+        failure_callback = _callback(cfg, "upstash-failure-callback", "failure callback", limits)
+        if callback is not None:
+            given.add("callback")
+        if failure_callback is not None:
+            given.add("failure_callback")
 
     return PublishOptions(
         method=method,

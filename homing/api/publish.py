@@ -65,9 +65,13 @@ async def _publish(scope: Scope, receive: Receive) -> tuple[int, Any]:
     destination, queue = _destination(scope)
     svc = scope_services(scope)
     principal = await svc.authenticate(token(scope), write=True)
-    # Names as the server gives them (lower case); `Draft` wants text.
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-    declared = next((v for k, v in headers if k == "content-length"), None)
+    headers: list[tuple[str, str]] = []
+    declared = None
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        if declared is None and name == "content-length":  # names come in lower case
+            declared = value
+        headers.append((name, value))
     body = await receive_body(receive, declared, svc.settings.max_body_size)
     query, config = split_query_string(scope.get("query_string", b""))
     if query and destination.lower().startswith(("http:", "https:")):
