@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from starlette.types import Message
 
 from homing.config import Settings, dev_accounts
 from homing.server import OneSendPerStep, _http_protocol, create_app
@@ -68,9 +69,9 @@ async def test_a_large_response_is_not_held_back() -> None:
 
 
 async def test_send_json_sends_what_the_json_response_sends() -> None:
-    sent: list[dict[str, object]] = []
+    sent: list[Message] = []
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     for content, status in (({"messageId": "msg_1", "url": "https://x"}, 201), ([], 202)):
