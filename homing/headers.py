@@ -136,6 +136,10 @@ def _forwarded_name(raw: str, source: str) -> str | None:
     return canonical(raw)
 
 
+# The same few durations (`Upstash-Delay: 60s`) arrive on publish after publish.
+_duration_s = functools.lru_cache(maxsize=256)(parse_duration_s)
+
+
 def parse_flow_control(key: str | None, value: str | None) -> FlowControl | None:
     if key is None and value is None:
         return None
@@ -188,19 +192,22 @@ def parse_redaction(value: str) -> Redaction:
     return Redaction(body=body, all_headers=all_headers, header_names=frozenset(names))
 
 
-class _Config:
-    """The `upstash-*` configuration of one request, name -> values, case-insensitive."""
+_NO_REDACTION = Redaction()
+_CALLBACK_PREFIXES = ("upstash-callback", "upstash-failure-callback")
 
-    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
-        self.values: dict[str, list[str]] = {}
-        self.order: list[tuple[str, str]] = []
-        for name, value in pairs:
-            self.values.setdefault(name.lower(), []).append(value)
-            self.order.append((name, value))
+
+class _Config:
+    """The configuration of one request: every (name, lower-cased name, value) in order, and
+    the first value of each `upstash-*` name (lower-cased), the only names looked up."""
+
+    __slots__ = ("first", "order")
+
+    def __init__(self, order: list[tuple[str, str, str]], first: dict[str, str]) -> None:
+        self.order = order
+        self.first = first
 
     def get(self, name: str) -> str | None:
-        found = self.values.get(name)
-        return found[0] if found else None
+        return self.first.get(name)
 
 
 def _is_control(rest: str) -> bool:
@@ -215,7 +222,7 @@ def _is_control(rest: str) -> bool:
 
 def _callback(cfg: _Config, prefix: str, label: str, limits: Limits) -> CallbackSpec | None:
     """The callback (prefix `upstash-callback`) or failure callback of a message."""
-    if not any(name.startswith(prefix) for name in cfg.values):
+    if not any(name.startswith(prefix) for name in cfg.first):
         return None  # the common case: no header of this callback at all
     url = cfg.get(prefix)
     if url is None:
@@ -224,8 +231,7 @@ def _callback(cfg: _Config, prefix: str, label: str, limits: Limits) -> Callback
         return None
     headers: Headers = {}
     control: dict[str, str] = {}
-    for name, value in cfg.order:
-        low = name.lower()
+    for name, low, value in cfg.order:
         if not low.startswith(prefix + "-"):
             continue
         rest = name[len(prefix) + 1 :]
@@ -254,7 +260,7 @@ def _callback(cfg: _Config, prefix: str, label: str, limits: Limits) -> Callback
     callback_delay = cfg.get(prefix + "-delay")
     delay_s = None
     if callback_delay is not None:
-        delay_s = parse_duration_s(callback_delay, what=f"{label} delay")
+        delay_s = _duration_s(callback_delay, what=f"{label} delay")
         if delay_s > limits.max_delay_s:
             raise InvalidRequest(f"{label} delay exceeds the maximum of {limits.max_delay_s}s")
     return CallbackSpec(
@@ -267,7 +273,7 @@ def _callback(cfg: _Config, prefix: str, label: str, limits: Limits) -> Callback
         retry_delay=None if delay is None else RetryDelay.parse(delay).text,
         timeout_s=None
         if timeout is None
-        else min(parse_duration_s(timeout, what=f"{label} timeout"), limits.max_timeout_s),
+        else min(_duration_s(timeout, what=f"{label} timeout"), limits.max_timeout_s),
         delay_s=delay_s,
         control=control,
     )
@@ -284,25 +290,33 @@ def parse_options(
     `headers` are the request's (or batch item's) headers as (name, value) pairs; `query` the
     `upstash-*` query parameters of the request, if any.
     """
-    header_pairs = list(headers)
-    header_names = {name.lower() for name, _ in header_pairs}
-    query_pairs = [
-        (k, v)
-        for k, v in query
-        if k.lower().startswith("upstash-") and k.lower() not in header_names
-    ]
-    cfg = _Config(header_pairs + query_pairs)
-    webhook_mode = parse_bool(
-        cfg.get("upstash-header-forward") or "false", "Upstash-Header-Forward"
-    )
+    # One pass lower-cases every name once; what follows reads these.
+    order: list[tuple[str, str, str]] = []
+    first: dict[str, str] = {}
+    for name, value in headers:
+        low = name.lower()
+        order.append((name, low, value))
+        if low.startswith("upstash-") and low not in first:
+            first[low] = value
+    if query:
+        header_names = {low for _, low, _ in order}
+        for name, value in query:
+            low = name.lower()
+            if low.startswith("upstash-") and low not in header_names:
+                order.append((name, low, value))
+                if low not in first:
+                    first[low] = value
+    cfg = _Config(order, first)
+    get = first.get
+    raw_forward = get("upstash-header-forward")
+    webhook_mode = raw_forward is not None and parse_bool(raw_forward, "Upstash-Header-Forward")
     given: set[str] = set()
 
     forwarded: Headers = {}
     content_type: str | None = None
     trace: dict[str, str] = {}
     size = 0
-    for name, value in cfg.order:
-        low = name.lower()
+    for name, low, value in order:
         size += len(name) + len(value)
         if low in ("traceparent", "tracestate"):
             _check_value(name, value)
@@ -337,7 +351,7 @@ def parse_options(
         given.add("headers")
 
     method = "POST"
-    if (raw_method := cfg.get("upstash-method")) is not None:
+    if (raw_method := get("upstash-method")) is not None:
         method = raw_method.strip().upper()
         if method not in METHODS:
             raise InvalidRequest(
@@ -346,56 +360,56 @@ def parse_options(
         given.add("method")
 
     max_retries = None
-    if (raw := cfg.get("upstash-retries")) is not None:
+    if (raw := get("upstash-retries")) is not None:
         max_retries = parse_int(raw, "Upstash-Retries", 0, limits.max_retries)
         given.add("max_retries")
     retry_delay = None
-    if (raw := cfg.get("upstash-retry-delay")) is not None:
+    if (raw := get("upstash-retry-delay")) is not None:
         retry_delay = RetryDelay.parse(raw)
         given.add("retry_delay")
     delay_s = 0
-    if (raw := cfg.get("upstash-delay")) is not None:
-        delay_s = parse_duration_s(raw, what="Upstash-Delay")
+    if (raw := get("upstash-delay")) is not None:
+        delay_s = _duration_s(raw, what="Upstash-Delay")
         if delay_s > limits.max_delay_s:
             raise InvalidRequest(f"Upstash-Delay exceeds the maximum of {limits.max_delay_s}s")
         given.add("delay")
     not_before_s = None
-    if (raw := cfg.get("upstash-not-before")) is not None:
+    if (raw := get("upstash-not-before")) is not None:
         not_before_s = parse_int(raw, "Upstash-Not-Before", 0, 2**41)
         given.add("delay")
     timeout_s = None
-    if (raw := cfg.get("upstash-timeout")) is not None:
-        timeout_s = max(1, min(parse_duration_s(raw, what="Upstash-Timeout"), limits.max_timeout_s))
+    if (raw := get("upstash-timeout")) is not None:
+        timeout_s = max(1, min(_duration_s(raw, what="Upstash-Timeout"), limits.max_timeout_s))
         given.add("timeout")
 
-    dedup_id = cfg.get("upstash-deduplication-id")
+    dedup_id = get("upstash-deduplication-id")
     if dedup_id is not None:
         dedup_id = dedup_id.strip()
         if not dedup_id:
             raise InvalidRequest("Upstash-Deduplication-Id must not be empty")
-    content_dedup = parse_bool(
-        cfg.get("upstash-content-based-deduplication") or "false",
-        "Upstash-Content-Based-Deduplication",
+    raw_dedup = get("upstash-content-based-deduplication")
+    content_dedup = raw_dedup is not None and parse_bool(
+        raw_dedup, "Upstash-Content-Based-Deduplication"
     )
-    flow = parse_flow_control(
-        cfg.get("upstash-flow-control-key"), cfg.get("upstash-flow-control-value")
-    )
+    flow = parse_flow_control(get("upstash-flow-control-key"), get("upstash-flow-control-value"))
     if flow is not None:
         given.add("flow")
     labels: tuple[str, ...] = ()
-    if (raw := cfg.get("upstash-label")) is not None:
+    if (raw := get("upstash-label")) is not None:
         labels = tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
         given.add("labels")
-    redact = Redaction()
-    if (raw := cfg.get("upstash-redact-fields")) is not None:
+    redact = _NO_REDACTION
+    if (raw := get("upstash-redact-fields")) is not None:
         redact = parse_redaction(raw)
         given.add("redact")
-    callback = _callback(cfg, "upstash-callback", "callback", limits)
-    failure_callback = _callback(cfg, "upstash-failure-callback", "failure callback", limits)
-    if callback is not None:
-        given.add("callback")
-    if failure_callback is not None:
-        given.add("failure_callback")
+    callback = failure_callback = None
+    if any(name.startswith(_CALLBACK_PREFIXES) for name in first):
+        callback = _callback(cfg, "upstash-callback", "callback", limits)
+        failure_callback = _callback(cfg, "upstash-failure-callback", "failure callback", limits)
+        if callback is not None:
+            given.add("callback")
+        if failure_callback is not None:
+            given.add("failure_callback")
 
     return PublishOptions(
         method=method,
@@ -413,8 +427,8 @@ def parse_options(
         labels=labels,
         redact=redact,
         trace=trace,
-        cron=cfg.get("upstash-cron"),
-        schedule_id=cfg.get("upstash-schedule-id"),
-        queue_name=cfg.get("upstash-queue-name"),
+        cron=get("upstash-cron"),
+        schedule_id=get("upstash-schedule-id"),
+        queue_name=get("upstash-queue-name"),
         given=frozenset(given),
     )

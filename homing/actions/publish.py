@@ -79,7 +79,9 @@ class _Prepared:
 async def _prepare(
     svc: Services, account_id: str, draft: Draft, *, caller: str, now_ms: int
 ) -> _Prepared:
-    control = workflow_control.read(draft.headers)
+    # Only a message that names its run belongs to one: most do not, and need not be read.
+    in_run = any(name.lower() == workflow_control.RUN_ID for name, _ in draft.headers)
+    control = workflow_control.read(draft.headers) if in_run else None
     if control is None:
         return await _prepare_plain(svc, account_id, draft, caller=caller, now_ms=now_ms)
     try:

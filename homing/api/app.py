@@ -6,7 +6,7 @@ parts only through `Services` and the use cases in `homing.actions`.
 
 from __future__ import annotations
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,9 +25,7 @@ from homing.api import (
     workflow_client,
     workflows,
 )
-from homing.api.errors import client_disconnected, homing_error
 from homing.api.openapi import openapi_document
-from homing.errors import HomingError
 from homing.web.http import JSON
 
 # Paths whose tail is a destination: a trailing slash there is part of the destination URL.
@@ -39,10 +37,9 @@ class Entry:
 
     * `/v2/queues/` means `/v2/queues` (QStash ignores a trailing slash), except inside a
       destination.
-    * `POST /v2/publish/...` goes straight to its handler: it is most of the traffic, and
-      routing it through the router's and exception middleware's layers cost about a tenth of
-      its CPU. Its errors are mapped by the same handler as everywhere else; anything
-      unexpected still reaches the server-error middleware (a JSON 500).
+
+    (`POST /v2/publish/...` and `/v2/enqueue/...` are served before even this, by
+    `homing.server.Front` and `publish.serve`.)
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -51,16 +48,6 @@ class Entry:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if scope["method"] == "POST" and path.startswith("/v2/publish/"):
-                request = Request(scope, receive)
-                try:
-                    response = await publish.publish(request)
-                except HomingError as exc:
-                    response = await homing_error(request, exc)
-                except ClientDisconnect as exc:
-                    response = await client_disconnected(request, exc)
-                await response(scope, receive, send)
-                return
             if len(path) > 4 and path.endswith("/") and path.startswith("/v2/"):
                 is_destination = path.startswith(_DESTINATION_PREFIXES) and not (
                     path.startswith("/v2/schedules/") and scope["method"] != "POST"

@@ -4,10 +4,12 @@ SDK reads."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from homing.errors import HomingError, NotImplementedYet, StorageUnavailable
 from homing.web.http import JSON
@@ -55,9 +57,25 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return JSON({"error": "internal error"}, status_code=500)
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
     HomingError: homing_error,
     HTTPException: http_error,
     ClientDisconnect: client_disconnected,
     Exception: unexpected_error,
 }
+
+
+async def answer(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    """Answer `exc` as the app's exception handlers do, for a route served in front of them
+    (the publish fast path, `homing.api.publish.serve`), which must not have started its
+    response yet.
+
+    The handler is the one of the nearest class, as Starlette picks it; an unexpected error is
+    raised again after its 500 is sent, as Starlette's server-error middleware does, so that
+    the server logs it too.
+    """
+    handler = next(EXCEPTION_HANDLERS[c] for c in type(exc).__mro__ if c in EXCEPTION_HANDLERS)
+    response = await handler(Request(scope, receive), exc)
+    await response(scope, receive, send)
+    if handler is unexpected_error:
+        raise exc
