@@ -243,8 +243,11 @@ class Writer:
                         extra={"event": "storage.checkpoint_failed"},
                     )
         finally:
+            # Closed on its own thread, after a checkpoint that may still be running there:
+            # cancelling this task does not stop that call, and closing a connection under it
+            # would crash the process.
             if conn is not None:
-                conn.close()
+                pool.submit(conn.close)
             pool.shutdown(wait=False)
 
     def _checkpoint_connection(self) -> sqlite3.Connection:
