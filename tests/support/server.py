@@ -22,7 +22,7 @@ from homing.clock import Clock, ManualClock
 from homing.config import Settings
 from homing.destinations import ResolveFunc
 from homing.runtime import Runtime
-from homing.server import create_app
+from homing.server import _http_protocol, create_app
 from homing.storage.base import Storage
 
 DEV_TOKEN = "eyJVc2VySUQiOiJkZWZhdWx0VXNlciIsIlBhc3N3b3JkIjoiZGVmYXVsdFBhc3N3b3JkIn0="
@@ -166,7 +166,7 @@ class RunningServer:
         self.app = create_app(settings, clock=clock, storage=storage, resolve=resolve)
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-            loop="asyncio", http="httptools",
+            loop="asyncio", http=_http_protocol(),  # the protocol `homing serve` runs
         )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._loop: asyncio.AbstractEventLoop | None = None
