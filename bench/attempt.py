@@ -130,6 +130,8 @@ async def main(attempts: int, concurrency: int, rounds: int) -> None:
     print(f"{attempts} attempts x {rounds} rounds, {concurrency} in flight; CPU per request:")
     print(f"  attempt (send, decide, metrics): {us(full)}")
     print(f"  bare aiohttp request:            {us(floor)}")
+    gap = [a - b for a, b in zip(full, floor, strict=True)]
+    print(f"  attempt minus bare, same round:  {us(gap)}")
 
 
 def cli() -> None:
