@@ -61,13 +61,19 @@ class _Deadlines:
         self._expired: set[asyncio.Task[object]] = set()
         self._swept = 0  # every tick up to this one has been swept
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(
         self, task: asyncio.Task[object], loop: asyncio.AbstractEventLoop, timeout_s: float
     ) -> int:
         """Watch `task` until `remove`; returns the tick to hand to `remove`."""
         now = loop.time()
-        if self._timer is None:  # nothing in flight: start ticking
+        if self._timer is None or self._loop is not loop:  # nothing in flight: start ticking
+            if self._loop is not loop:  # a new loop: its clock and tasks are its own
+                self._buckets.clear()
+                self._expired.clear()
+                self._swept = 0
+                self._loop = loop
             self._swept = max(self._swept, int(now / self.TICK_S))
             self._timer = loop.call_later(self.TICK_S, self._sweep, loop)
         # The first tick whose sweep sees the deadline passed; never one already swept.
