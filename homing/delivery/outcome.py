@@ -241,8 +241,15 @@ def decide(
     policy: Policy = Policy(),
 ) -> AttemptOutcome:
     """Decide the outcome of the attempt `message.attempts + 1` that got `response`."""
-    attempt = message.attempts + 1
     spec = message.spec
+    if (
+        200 <= response.status < 300
+        and spec.workflow is None
+        and (spec.callback is None or spec.kind is not MessageKind.MESSAGE)
+    ):
+        # Most attempts: delivered, and no callback to create (callbacks get none of their own).
+        return delivered(message.id, lease_token, finished_ms=now_ms, response=response)
+    attempt = message.attempts + 1
     new: list[NewMessage] = []
     detected = not runs.trigger_not_detected(spec, response)
     if not detected:

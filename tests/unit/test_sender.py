@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from homing.delivery.sender import Sender
+from homing.models import DeliverySpec, Message, MessageState
 
 
 @pytest.mark.asyncio
@@ -24,3 +28,66 @@ async def test_the_attempt_deadline_is_the_only_one() -> None:
         )
     finally:
         await sender.close()
+
+
+async def _silent_server() -> tuple[asyncio.Server, int]:
+    """Accepts connections and never answers."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(3600)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def _message(url: str, timeout_s: int | None) -> Message:
+    return Message(
+        id="msg_1",
+        account_id="a",
+        url=url,
+        body=b"x",
+        spec=DeliverySpec(timeout_s=timeout_s),
+        state=MessageState.ACTIVE,
+        created_ms=0,
+        not_before_ms=0,
+        due_ms=0,
+        attempts=0,
+    )
+
+
+@pytest.mark.asyncio
+async def test_an_attempt_ends_at_its_deadline() -> None:
+    server, port = await _silent_server()
+    sender = Sender(allow_private=True)
+    await sender.start()
+    try:
+        started = time.monotonic()
+        responses = await asyncio.gather(
+            *(sender.send(_message(f"http://127.0.0.1:{port}/", 1), "k" * 32) for _ in range(3))
+        )
+        elapsed = time.monotonic() - started
+        assert [r.error for r in responses] == ["timed out after 1 s"] * 3
+        assert 1.0 <= elapsed < 1.5
+        # The task that made the attempts is not left cancelled.
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        await asyncio.sleep(0)
+    finally:
+        await sender.close()
+        server.close()
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_from_elsewhere_is_not_a_timeout() -> None:
+    server, port = await _silent_server()
+    sender = Sender(allow_private=True)
+    await sender.start()
+    try:
+        task = asyncio.create_task(sender.send(_message(f"http://127.0.0.1:{port}/", 5), "k" * 32))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not sender._deadlines._buckets
+    finally:
+        await sender.close()
+        server.close()
