@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import ClassVar
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 import aiohttp
-from aiohttp import hdrs
-from aiohttp.http import SERVER_SOFTWARE
-from aiohttp.typedefs import LooseHeaders
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -106,44 +102,6 @@ class _Deadlines:
         self._timer = loop.call_later(self.TICK_S, self._sweep, loop) if self._buckets else None
 
 
-class _Request(aiohttp.ClientRequest):
-    """aiohttp's request, without two of its copies of the headers per request.
-
-    `update_headers` re-added our headers one by one after `Host`, and `update_auto_headers`
-    built a sorted multidict of the session's skipped headers plus a copy of all the headers,
-    for every request: about 5 us an attempt. The result is the same: `Host`, then our headers
-    in order, then the defaults aiohttp adds unless skipped. Anything unusual (a `Host` header,
-    no skip list) takes aiohttp's own path.
-    """
-
-    _skipped: ClassVar[dict[frozenset[str], CIMultiDict[None]]] = {}
-
-    def update_headers(self, headers: LooseHeaders | None) -> None:
-        if not isinstance(headers, CIMultiDict) or hdrs.HOST in headers:
-            super().update_headers(headers)
-            return
-        super().update_headers(None)  # just `Host`
-        self.headers.extend(headers)
-
-    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
-        if not isinstance(skip_auto_headers, frozenset):
-            super().update_auto_headers(skip_auto_headers)
-            return
-        skip = self._skipped.get(skip_auto_headers)
-        if skip is None:
-            super().update_auto_headers(skip_auto_headers)
-            if self._skip_auto_headers is not None and len(self._skipped) < 16:
-                self._skipped[skip_auto_headers] = self._skip_auto_headers
-            return
-        self._skip_auto_headers = skip  # read only, by aiohttp: one for all requests
-        headers = self.headers
-        for name, value in self.DEFAULT_HEADERS.items():
-            if name not in headers and name not in skip:
-                headers[name] = value
-        if hdrs.USER_AGENT not in headers and hdrs.USER_AGENT not in skip:
-            headers[hdrs.USER_AGENT] = SERVER_SOFTWARE
-
-
 class Sender:
     def __init__(
         self,
@@ -179,7 +137,6 @@ class Sender:
             trust_env=False,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
-            request_class=_Request,
             skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
             # No aiohttp timeouts: `send` puts one deadline around the whole attempt, and
             # aiohttp's default (300 s total) would cut an allowed 15-minute timeout short.
