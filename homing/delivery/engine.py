@@ -36,6 +36,10 @@ from homing.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
+# How far ahead the engine claims messages without a flow-control key (delays, retries): each
+# is then sent at its due time with the claim already committed, not a commit after it.
+CLAIM_AHEAD_MS = 20
+
 # Calls of `Storage.purge` in one purge round at most (each removes up to a few thousand rows):
 # enough to clear a day's backlog at 1,000 messages a second over a few rounds.
 MAX_PURGE_CALLS = 1000
@@ -103,6 +107,7 @@ class DeliveryEngine:
         )
         self._dlq_ids = ids.DlqIdSource()
         self._wake = asyncio.Event()
+        self._never = asyncio.Event()  # for waits nothing cuts short
         self._slot_freed = asyncio.Event()
         self._sleep_target = 0
         self._stopping = False
@@ -182,7 +187,7 @@ class DeliveryEngine:
             )
 
     def _on_wake(self, due_ms: int) -> None:
-        if due_ms <= self._sleep_target:
+        if due_ms - CLAIM_AHEAD_MS <= self._sleep_target:
             self._wake.set()
 
     # -- messages handed over by the insert that stored them (storage.base.Taker) -----------
@@ -232,6 +237,7 @@ class DeliveryEngine:
                     limit=min(free, s.claim_batch),
                     node_id=self.node_id,
                     lease_ms=s.lease_ms,
+                    due_by_ms=now + CLAIM_AHEAD_MS,
                 )
             except Exception:
                 log.exception("claim failed; retrying", extra={"event": "engine.claim_failed"})
@@ -245,6 +251,9 @@ class DeliveryEngine:
                 due = await self.storage.next_due_ms()
             except Exception:
                 due = None
+            if due is not None and due - CLAIM_AHEAD_MS > now:
+                due -= CLAIM_AHEAD_MS  # wake to claim it ahead
+            # (Due sooner and still unclaimed: flow-controlled, claimable once due.)
             target = now + s.poll_interval_ms if due is None else min(due, now + s.poll_interval_ms)
             self._sleep_target = target
             if self._wake.is_set() or self._stopping:
@@ -257,6 +266,21 @@ class DeliveryEngine:
 
     async def _attempt(self, claim: Claimed) -> None:
         message = claim.message
+        if message.due_ms is not None and message.due_ms > self.clock.now_ms():
+            # Claimed ahead: send it when due, unless it was canceled meanwhile.
+            await self.clock.sleep_until(message.due_ms, self._never)
+            try:
+                canceled = await self.storage.cancel_requested(message.id)
+            except Exception:
+                canceled = False  # decided when its outcome is recorded, as for any attempt
+            if canceled:
+                self._pending.append(
+                    outcome.canceled_unsent(
+                        message.id, claim.lease_token, finished_ms=self.clock.now_ms()
+                    )
+                )
+                self._pending_ready.set()
+                return
         started = time.monotonic()
         started_ns = time.time_ns()
         try:

@@ -216,6 +216,15 @@ def failed(
 def dropped(message_id: str, lease_token: int, *, finished_ms: int) -> AttemptOutcome:
     """A message of a workflow run that ended before the message was sent: canceled unsent
     (a sleeping step, a retry or a callback of a canceled run must not reach the endpoint)."""
+    return _unsent(message_id, lease_token, finished_ms, "workflow run has ended")
+
+
+def canceled_unsent(message_id: str, lease_token: int, *, finished_ms: int) -> AttemptOutcome:
+    """A message claimed ahead of its due time and canceled before it was sent."""
+    return _unsent(message_id, lease_token, finished_ms, "canceled before it was sent")
+
+
+def _unsent(message_id: str, lease_token: int, finished_ms: int, why: str) -> AttemptOutcome:
     effect = Effect(
         state=MessageState.CANCELED,
         due_ms=None,
@@ -224,7 +233,7 @@ def dropped(message_id: str, lease_token: int, *, finished_ms: int) -> AttemptOu
         dlq_ms=None,
         events=(LogEvent(LogState.CANCELED),),
     )
-    response = Response(status=0, error="workflow run has ended")
+    response = Response(status=0, error=why)
     return AttemptOutcome(
         message_id, lease_token, OutcomeKind.FAILED, finished_ms, response, effect, effect
     )

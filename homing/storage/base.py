@@ -229,11 +229,26 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def claim_due(
-        self, *, now_ms: int, limit: int, node_id: str, lease_ms: int
+        self,
+        *,
+        now_ms: int,
+        limit: int,
+        node_id: str,
+        lease_ms: int,
+        due_by_ms: int | None = None,
     ) -> list[Claimed]:
         """Claim up to `limit` READY messages with `due_ms <= now_ms`, oldest due first, and log
-        ACTIVE for each. Each due message goes to exactly one claimer; each claim carries a new
-        lease token and expires at `now_ms + lease_ms` unless renewed."""
+        ACTIVE for each (at `now_ms`). Each due message goes to exactly one claimer; each claim
+        carries a new lease token and expires at `now_ms + lease_ms` unless renewed.
+
+        With `due_by_ms`, messages without a flow-control key that fall due by then are
+        claimed too (ahead of time: the claimer sends each at its `due_ms`, after checking
+        `cancel_requested`); flow-controlled ones only once due, since their capacity is
+        counted when they start."""
+
+    @abc.abstractmethod
+    async def cancel_requested(self, message_id: str) -> bool:
+        """Whether a cancel was requested for this message (or it no longer exists)."""
 
     @abc.abstractmethod
     async def next_due_ms(self) -> int | None:

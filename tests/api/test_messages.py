@@ -13,9 +13,10 @@ import pytest
 from qstash import QStash
 from qstash.errors import QStashError
 
+from homing.delivery.engine import CLAIM_AHEAD_MS
 from tests.support.http import api
 from tests.support.receiver import Receiver, Reply
-from tests.support.server import RunningServer
+from tests.support.server import DEV_TOKEN, RunningServer
 from tests.support.waiting import eventually
 
 
@@ -357,3 +358,32 @@ def test_another_account_can_neither_see_nor_cancel_a_message(
     assert other.message.cancel_all() == 0
     assert other.log.list().logs == []
     assert states(client, mine) == ["CREATED"]
+
+
+# -- claimed ahead of its due time (the engine claims up to CLAIM_AHEAD_MS early) -----------
+
+
+def test_a_message_claimed_ahead_is_sent_when_due_and_not_if_canceled_first(
+    manual_server: RunningServer, receiver: Receiver
+) -> None:
+    client = QStash(DEV_TOKEN, base_url=manual_server.base_url)
+    kept = client.message.publish(url=receiver.url("/kept"), body="x", delay="1s").message_id
+    dropped = client.message.publish(url=receiver.url("/dropped"), body="x", delay="1s")
+
+    # Inside the window: both are claimed (ACTIVE), neither is sent yet.
+    manual_server.advance(1000 - CLAIM_AHEAD_MS // 2)
+    eventually(lambda: states(client, kept)[-1] == "ACTIVE")
+    eventually(lambda: states(client, dropped.message_id)[-1] == "ACTIVE")
+    client.message.cancel(dropped.message_id)
+    time.sleep(0.2)
+    assert receiver.to("/kept") == [] and receiver.to("/dropped") == []
+
+    # Due: the one still wanted goes out; the canceled one never does.
+    manual_server.advance(CLAIM_AHEAD_MS)
+    receiver.wait_for(1, "/kept")
+    eventually(lambda: states(client, dropped.message_id)[-1] == "CANCELED")
+    assert states(client, dropped.message_id) == [
+        "CREATED", "ACTIVE", "CANCEL_REQUESTED", "CANCELED",
+    ]  # fmt: skip
+    time.sleep(0.2)
+    assert receiver.to("/dropped") == []

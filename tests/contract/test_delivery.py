@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from homing.models import LogState, MessageFilter, MessageState, OutcomeKind
+from homing.models import FlowControl, LogState, MessageFilter, MessageState, OutcomeKind
 from homing.storage.base import Storage
 from tests.contract.conftest import (
     ACCOUNT,
@@ -312,3 +312,38 @@ async def test_a_batch_of_outcomes_is_recorded_each_on_its_own(storage: Storage)
         MessageState.ACTIVE,
     ]
     assert OutcomeKind.DELIVERED.value == "delivered"
+
+
+# -- claiming ahead ------------------------------------------------------------------------
+
+
+async def test_messages_due_soon_are_claimed_ahead_but_flow_controlled_ones_only_once_due(
+    storage: Storage,
+) -> None:
+    soon = new_message(delay_ms=15)
+    later = new_message(delay_ms=500)
+    limited = new_message(delay_ms=15, flow=FlowControl(key="k", parallelism=5))
+    await insert(storage, soon, later, limited)
+
+    ahead = await storage.claim_due(
+        now_ms=T0, limit=10, node_id="node-a", lease_ms=30_000, due_by_ms=T0 + 20
+    )
+
+    assert ids_of(ahead) == [soon.id]
+    assert ahead[0].message.due_ms == T0 + 15  # the claimer sends it then
+    assert ids_of(await claim(storage, now=T0 + 15)) == [limited.id]
+
+
+async def test_cancel_requested_tells_whether_a_claimed_message_was_canceled(
+    storage: Storage,
+) -> None:
+    kept, canceled = new_message(), new_message()
+    await insert(storage, kept, canceled)
+    await claim(storage, now=T0)
+    await storage.cancel_messages(
+        ACCOUNT, message_ids=[canceled.id], filter=None, limit=None, now_ms=T0 + 1
+    )
+
+    assert await storage.cancel_requested(kept.id) is False
+    assert await storage.cancel_requested(canceled.id) is True
+    assert await storage.cancel_requested("msg_that_never_was") is True

@@ -63,24 +63,35 @@ class DeliveryStore:
     # -- claiming ---------------------------------------------------------------------------
 
     async def claim_due(
-        self, *, now_ms: int, limit: int, node_id: str, lease_ms: int
+        self,
+        *,
+        now_ms: int,
+        limit: int,
+        node_id: str,
+        lease_ms: int,
+        due_by_ms: int | None = None,
     ) -> list[Claimed]:
         token = secrets.randbits(62)
         until = now_ms + lease_ms
+        due_by = now_ms if due_by_ms is None else max(now_ms, due_by_ms)
         if self._unblock_hint is not None and self._unblock_hint <= now_ms:
             # A rate window has reopened: put its waitlist back in line before choosing.
             await self._promote_unblocked(now_ms)
-        rows = await self._claim(now_ms, limit, node_id, until, token)
+        rows = await self._claim(now_ms, limit, node_id, until, token, due_by)
         if self._unblock_hint is not None and self._unblock_hint <= now_ms and len(rows) < limit:
             # Another node held messages we did not know about; their window reopened too.
             await self._promote_unblocked(now_ms)
-            rows += await self._claim(now_ms, limit - len(rows), node_id, until, token)
+            rows += await self._claim(now_ms, limit - len(rows), node_id, until, token, due_by)
         return [Claimed(message(r, _MESSAGE_OFFSET), token) for r in rows]
 
+    async def cancel_requested(self, message_id: str) -> bool:
+        value = await self._db.fetchval(Q["cancel_requested"], message_id)
+        return value is None or bool(value)
+
     async def _claim(
-        self, now_ms: int, limit: int, node_id: str, until: int, token: int
+        self, now_ms: int, limit: int, node_id: str, until: int, token: int, due_by: int
     ) -> list[Any]:
-        rows = await self._db.fetch(Q["claim"], now_ms, limit, node_id, until, token)
+        rows = await self._db.fetch(Q["claim"], now_ms, limit, node_id, until, token, due_by)
         claimed = [r for r in rows if r[0] == "claimed"]
         held = [(r["id"], r["account_id"], r["flow_key"]) for r in rows if r[0] == "flow"]
         self._unblock_hint = next((r[2] for r in rows if r[0] == "unblock"), None)

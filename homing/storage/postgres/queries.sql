@@ -167,7 +167,8 @@ WITH clock AS MATERIALIZED (
 ),
 cand AS MATERIALIZED (
     SELECT id, account_id, flow_key, due_ms, seq FROM messages
-    WHERE state = 'ready' AND due_ms <= $1::bigint
+    WHERE state = 'ready' AND due_ms <= $6::bigint
+      AND (due_ms <= $1::bigint OR flow_key IS NULL)  -- claimed ahead: sent when due
     ORDER BY due_ms, seq
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -931,3 +932,6 @@ VALUES ($1, $2, $3, $4, $5)
 
 -- name: expire_events
 DELETE FROM workflow_events WHERE created_ms < $1
+
+-- name: cancel_requested
+SELECT cancel_requested FROM messages WHERE id = $1

@@ -56,10 +56,11 @@ class DeliveryStore(Core):
         node_id: str,
         lease: int,
         token: int,
+        due_by: int,
     ) -> list[Any]:
         flow.promote_unblocked(conn, now_ms)
         candidates = within_budget(
-            conn.execute(Q["claim_candidates"], (now_ms, limit)).fetchall(), INLINE_BYTES
+            conn.execute(Q["claim_candidates"], (now_ms, due_by, limit)).fetchall(), INLINE_BYTES
         )
         chosen = [seq for seq, _, key, _ in candidates if key is None]
         by_key: dict[tuple[str, str], list[int]] = {}
@@ -82,13 +83,27 @@ class DeliveryStore(Core):
         return claimed
 
     async def claim_due(
-        self, *, now_ms: int, limit: int, node_id: str, lease_ms: int
+        self,
+        *,
+        now_ms: int,
+        limit: int,
+        node_id: str,
+        lease_ms: int,
+        due_by_ms: int | None = None,
     ) -> list[Claimed]:
         token = secrets.randbits(62)
+        due_by = now_ms if due_by_ms is None else max(now_ms, due_by_ms)
         rows = await self._writer.call(
-            lambda conn: self._claim(conn, now_ms, limit, node_id, lease_ms, token), inline=True
+            lambda conn: self._claim(conn, now_ms, limit, node_id, lease_ms, token, due_by),
+            inline=True,
         )
         return [Claimed(message(row), token) for row in rows]
+
+    async def cancel_requested(self, message_id: str) -> bool:
+        row = await self._read_now(
+            lambda c: c.execute(Q["cancel_requested"], (message_id,)).fetchone()
+        )
+        return row is None or bool(row[0])
 
     async def next_due_ms(self) -> int | None:
         # On the loop: the claim loop asks after every round; both are index lookups.

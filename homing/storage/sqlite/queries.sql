@@ -164,8 +164,13 @@ LIMIT ?
 -- == delivery (delivery.py) ===================================================================
 
 -- name: claim_candidates
+-- Due now, or (no flow-control key) due by the second time: claimed ahead, sent when due.
 SELECT seq, account_id, flow_key, length(body) FROM messages
-WHERE state = 'ready' AND due_ms <= ? ORDER BY due_ms LIMIT ?
+WHERE state = 'ready' AND due_ms <= ?2 AND (due_ms <= ?1 OR flow_key IS NULL)
+ORDER BY due_ms LIMIT ?3
+
+-- name: cancel_requested
+SELECT cancel_requested FROM messages WHERE id = ?
 
 -- name: claim_seqs
 -- Claim the chosen READY messages (flow-control decisions already taken).
