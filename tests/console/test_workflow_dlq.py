@@ -43,8 +43,8 @@ def test_a_failed_run_is_resumed_from_the_dlq_page_once_with_the_csrf_token(
     receiver.on("/wf", app)
     client, console = api(serve), sign_in_http(serve)
     dlq_id = fail_run(client, receiver, "wfr_broken")
-    plain = publish(client, receiver.url("/plain"), **{"upstash-retries": "0"})
     receiver.on("/plain", lambda _: Reply(500, b"no"))
+    plain = publish(client, receiver.url("/plain"), **{"upstash-retries": "0"})
     eventually(lambda: plain in dlq_ids(client))
 
     page = console.get("/console/dlq").text
