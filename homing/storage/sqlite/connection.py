@@ -58,6 +58,8 @@ FULL_POLL_S = 0.5  # how often a full disk is checked for freed space
 # How often the WAL is copied back into the database (see `Writer._checkpoints`): often enough
 # that each checkpoint is small and the WAL file stays a few MiB at thousands of writes a second.
 CHECKPOINT_INTERVAL_S = 0.2
+# The writer's own checkpoint, a backstop that makes the WAL start over (`Writer._checkpoints`).
+WAL_WRITER_CHECKPOINT_PAGES = 4000
 DISK_FULL_AUTOCHECKPOINT = 1000  # SQLite's default, in pages
 HEALTH_CHECK = "storage.writes"
 
@@ -166,7 +168,7 @@ class Writer:
         self._problem: str | None = None  # why writes fail now, as /readyz shows it
         self._health: Health | None = None
         self._commits = 0  # transactions committed, for the checkpointer
-        self._autocheckpoint = 0  # the writer connection's wal_autocheckpoint
+        self._autocheckpoint = WAL_WRITER_CHECKPOINT_PAGES  # the writer's wal_autocheckpoint
         self._checkpointer: asyncio.Task[None] | None = None
 
     def report_to(self, health: Health) -> None:
@@ -201,9 +203,9 @@ class Writer:
         if str(mode).lower() != "wal":
             conn.close()
             raise StorageUnavailable(f"{self._path}: WAL journal mode unavailable (got {mode})")
-        # Checkpoints run beside the writer (`_checkpoints`), never inside a COMMIT.
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-        self._autocheckpoint = 0
+        # Checkpoints run beside the writer (`_checkpoints`); in a COMMIT only as a backstop.
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_WRITER_CHECKPOINT_PAGES}")
+        self._autocheckpoint = WAL_WRITER_CHECKPOINT_PAGES
         return conn
 
     async def _checkpoints(self) -> None:
@@ -216,6 +218,14 @@ class Writer:
         checkpoint writes and fsyncs the database file). A PASSIVE checkpoint on another
         connection does the same work without holding up the writer: WAL lets a checkpoint run
         while transactions commit, and it never waits for a lock.
+
+        But the WAL file only starts over from its beginning once a checkpoint has copied every
+        frame in it, and under a steady stream of commits the writer has always appended a few
+        more by the time a checkpoint here ends: the file would grow for as long as the load
+        lasts (9 GB for a million messages). So the writer keeps SQLite's own checkpoint as a
+        backstop, at `WAL_WRITER_CHECKPOINT_PAGES` instead of 1,000: when the WAL gets that long
+        its COMMIT copies what the checkpoints here left (most of it is copied already) while
+        nothing else can append, and the next transaction starts the WAL over.
         """
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="homing-sqlite-checkpoint")
         loop = asyncio.get_running_loop()
@@ -357,7 +367,7 @@ class Writer:
             # default: the space the reserve gave back must go to copying the WAL back before
             # the WAL itself grows into it, and the checkpointer, a fifth of a second away,
             # would lose that race.
-            wanted = DISK_FULL_AUTOCHECKPOINT if self._full else 0
+            wanted = DISK_FULL_AUTOCHECKPOINT if self._full else WAL_WRITER_CHECKPOINT_PAGES
             if wanted != self._autocheckpoint:
                 conn.execute(f"PRAGMA wal_autocheckpoint={wanted}")
                 self._autocheckpoint = wanted
