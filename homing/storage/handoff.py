@@ -8,8 +8,12 @@ saves.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from homing.models import Claimed, Lease, Message, MessageState, NewMessage
+
+if TYPE_CHECKING:
+    from homing.storage.base import Taker
 
 
 def eligible(m: NewMessage, now_ms: int) -> bool:
@@ -50,3 +54,23 @@ def claimed(stored: Sequence[NewMessage], lease: Lease) -> list[Claimed]:
         )
         for m in stored
     ]
+
+
+def reserve(taker: Taker | None, messages: Sequence[NewMessage], now_ms: int) -> Lease | None:
+    """Room from `taker` for the messages of an insert it may take, or None."""
+    if taker is None:
+        return None
+    wanted = sum(1 for m in messages if eligible(m, now_ms))
+    return taker.reserve(wanted) if wanted else None
+
+
+def settle(
+    taker: Taker | None, lease: Lease | None, taken: Sequence[NewMessage], *, durable: bool
+) -> None:
+    """After the insert: hand what it stored under `lease` over, or give the room back."""
+    if taker is None or lease is None:
+        return
+    if durable:
+        taker.take(lease, claimed(taken, lease))
+    else:
+        taker.release(lease)

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from homing.errors import StorageUnavailable
 from homing.models import InsertResult, NewMessage
 from homing.storage import handoff
-from homing.storage.handoff import eligible
 from homing.storage.postgres.listener import Announcer
 from homing.storage.postgres.messages import insert
 from homing.storage.postgres.pool import Database
@@ -99,8 +98,7 @@ class InsertBatcher:
         now_ms = max(times)
         announce = self._announcer.inline()
         taker = self._taker()
-        wanted = sum(1 for m in messages if eligible(m, now_ms)) if taker else 0
-        lease = taker.reserve(wanted) if taker is not None and wanted else None
+        lease = handoff.reserve(taker, messages, now_ms)
         taken: list[NewMessage] = []
         try:
             _, earliest = await self._db.run(
@@ -110,8 +108,7 @@ class InsertBatcher:
                 transaction=False,
             )
         except BaseException as exc:
-            if lease is not None:
-                taker.release(lease)  # type: ignore[union-attr]
+            handoff.settle(taker, lease, taken, durable=False)
             if not isinstance(exc, Exception):
                 raise
             if isinstance(exc, StorageUnavailable) or len(batch) == 1:
@@ -122,8 +119,7 @@ class InsertBatcher:
             for r in batch:  # find the request at fault; the others still commit
                 await self._execute([r])
             return
-        if lease is not None:
-            taker.take(lease, handoff.claimed(taken, lease))  # type: ignore[union-attr]
+        handoff.settle(taker, lease, taken, durable=True)
         self._announcer.after_commit(earliest, announced=announce)
         handed = {m.id for m in taken}
         for r in batch:

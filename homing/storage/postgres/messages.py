@@ -294,8 +294,7 @@ class MessageStore:
         else:
             announce = self._announcer.inline()
             taker = self._taker
-            wanted = sum(1 for m in messages if eligible(m, now_ms)) if taker else 0
-            lease = taker.reserve(wanted) if taker is not None and wanted else None
+            lease = handoff.reserve(taker, messages, now_ms)
             taken: list[NewMessage] = []
             try:
                 results, earliest = await self._db.run(
@@ -312,11 +311,9 @@ class MessageStore:
             except BaseException:
                 # Rolled back, or (cancelled while committing) perhaps not: then the messages
                 # wait for the lease to expire, as after a crash.
-                if lease is not None:
-                    taker.release(lease)  # type: ignore[union-attr]
+                handoff.settle(taker, lease, taken, durable=False)
                 raise
-            if lease is not None:
-                taker.take(lease, handoff.claimed(taken, lease))  # type: ignore[union-attr]
+            handoff.settle(taker, lease, taken, durable=True)
             self._announcer.after_commit(earliest, announced=announce)
         if earliest is not None:
             self._wake(earliest)

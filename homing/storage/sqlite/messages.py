@@ -202,22 +202,16 @@ class MessageStore(Core):
         taken: list[NewMessage] = []
 
         def run(conn: sqlite3.Connection) -> tuple[list[InsertResult], int | None]:
-            lease = None
-            if taker is not None:
-                wanted = sum(1 for m in messages if eligible(m, now_ms))
-                lease = taker.reserve(wanted) if wanted else None
-                if lease is not None:
-                    leased.append(lease)
+            lease = handoff.reserve(taker, messages, now_ms)
+            if lease is not None:
+                leased.append(lease)
             return insert(conn, self._events, messages, now_ms, dedup_window_ms, lease, taken)
 
         def settled(durable: bool) -> None:
             # Called by the writer whether or not the publisher still waits: a request
             # cancelled after its insert ran still commits, and its messages must be sent.
-            if taker is not None and leased:
-                if durable:
-                    taker.take(leased[0], handoff.claimed(taken, leased[0]))
-                else:
-                    taker.release(leased[0])
+            if leased:
+                handoff.settle(taker, leased[0], taken, durable=durable)
 
         results, earliest = await self._writer.call(run, inline=inline, grows=True, settled=settled)
         if earliest is not None:
