@@ -274,12 +274,10 @@ class DeliveryEngine:
             except Exception:
                 canceled = False  # decided when its outcome is recorded, as for any attempt
             if canceled:
-                self._pending.append(
-                    outcome.canceled_unsent(
-                        message.id, claim.lease_token, finished_ms=self.clock.now_ms()
-                    )
+                finished = self.clock.now_ms()
+                self._record(
+                    outcome.canceled_unsent(message.id, claim.lease_token, finished_ms=finished)
                 )
-                self._pending_ready.set()
                 return
         started = time.monotonic()
         started_ns = time.time_ns()
@@ -288,10 +286,9 @@ class DeliveryEngine:
                 prepared = await self.runs.prepare(message)
                 if prepared is None:  # its run has ended: not sent
                     finished = self.clock.now_ms()
-                    self._pending.append(
+                    self._record(
                         outcome.dropped(message.id, claim.lease_token, finished_ms=finished)
                     )
-                    self._pending_ready.set()
                     return
                 message = prepared
             key = await self.keys.current(message.account_id)
@@ -332,8 +329,7 @@ class DeliveryEngine:
                 outcome=decision.kind,
                 kind=message.spec.kind,
             )
-        self._pending.append(decision)
-        self._pending_ready.set()
+        self._record(decision)
         if message.spec.workflow is not None:
             try:
                 await self.runs.after(
@@ -347,6 +343,11 @@ class DeliveryEngine:
                 )
 
     # -- recording --------------------------------------------------------------------------
+
+    def _record(self, decision: AttemptOutcome) -> None:
+        """Queue an outcome for the next batch `_record_loop` writes."""
+        self._pending.append(decision)
+        self._pending_ready.set()
 
     async def _record_loop(self) -> None:
         while True:
