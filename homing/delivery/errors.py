@@ -17,7 +17,7 @@ import os
 import socket
 import ssl
 
-import aiohttp
+from homing.delivery import http1
 
 # errno -> what happened while connecting (the destination's address follows in parentheses).
 _CONNECT = {
@@ -62,26 +62,25 @@ def too_many_redirects(limit: int) -> str:
 
 def describe(exc: BaseException) -> str:
     """The operator's text for an exception raised while making an attempt."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return _connect_failure(exc)
-    if isinstance(exc, ssl.SSLError):  # a TLS failure after the connection was made
+    if isinstance(exc, http1.LookupFailed):
+        cause = exc.os_error
+        if cause.strerror and "forbidden address" in cause.strerror:
+            return cause.strerror  # the destination policy's own refusal (homing.destinations)
+        return f"DNS: {_DNS.get(cause.errno or 0, 'lookup failed')} ({exc.host})"
+    if isinstance(exc, ssl.SSLError):  # the TLS handshake, or TLS on an open connection
         return f"TLS handshake failed: {_tls_reason(exc)}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
+    if isinstance(exc, http1.ConnectFailed):
+        return _connect_failure(exc)
+    if isinstance(exc, http1.Disconnected):
         return "connection closed by the destination before a complete answer"
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, http1.Incomplete):
         return "answer cut short (incomplete body)"
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return "too many redirects"
-    if isinstance(exc, aiohttp.InvalidURL):
-        return "invalid destination URL"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        # aiohttp reports an answer it cannot parse (bad status line, oversized or malformed
-        # headers) this way; a valid answer never raises, whatever its status.
+    if isinstance(exc, http1.BadAnswer):
         return "invalid HTTP answer"
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
-        return "connection reset"  # aiohttp raises some of these without an errno
+        return "connection reset"  # some are raised without an errno
     if isinstance(exc, OSError):
         if exc.errno in _OPEN:
             return _OPEN[exc.errno]
@@ -91,22 +90,14 @@ def describe(exc: BaseException) -> str:
     return "request failed"
 
 
-def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+def _connect_failure(exc: http1.ConnectFailed) -> str:
     where = _address(exc.host, exc.port)
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS handshake failed: {_tls_reason(exc.certificate_error)}"
-    if isinstance(exc, aiohttp.ClientConnectorSSLError):
-        return f"TLS handshake failed: {_tls_reason(exc.os_error)}"
     cause = exc.os_error
-    if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(cause, socket.gaierror):
-        if cause.strerror and "forbidden address" in cause.strerror:
-            return cause.strerror  # the destination policy's own refusal (homing.destinations)
-        return f"DNS: {_DNS.get(cause.errno or 0, 'lookup failed')} ({exc.host})"
     if cause.errno in _CONNECT:
         return f"{_CONNECT[cause.errno]} ({where})"
     if cause.errno is None:
-        # asyncio folds the failures of several addresses of one name into one OSError with
-        # no errno; each of them was a failed connect.
+        # The failures of several addresses of one name come folded into one OSError with no
+        # errno; each of them was a failed connect.
         return f"cannot connect ({where})"
     return f"cannot connect ({where}): {_strerror(cause)}"
 

@@ -1,17 +1,15 @@
 """One delivery attempt over HTTP: build the request QStash sends (forwarded headers, `Upstash-*`
 delivery headers, signature), send it, read the answer.
 
-aiohttp because it is the fastest maintained asyncio client we measured and its resolver is
-pluggable, which is what makes the destination policy airtight (`PolicyResolver`: we connect to
-the address we checked). Every attempt runs under one overall deadline, follows at most five
-redirects with each hop checked again, keeps at most `max_response_bytes` of the answer, and
-ignores proxy environment variables (`trust_env=False`).
+The request goes out on `homing.delivery.http1` (why a client of our own: see there), which
+connects only to the addresses the destination policy checked. Every attempt runs under one
+overall deadline, follows at most five redirects with each hop checked again, keeps at most
+`max_response_bytes` of the answer, and never goes through a proxy.
 
-The attempt is on the hot path of every delivery, so its per-request work is kept close to what
-aiohttp itself costs (`python -m bench.attempt` measures both): the token is assembled by hand
-(`homing.signing`), the body hash is computed once per attempt, URLs are parsed once per
-destination, deadlines share one timer (`_Deadlines`), and a small answer is taken from the
-buffer in one step.
+The attempt is on the hot path of every delivery, so its per-request work is kept small
+(`python -m bench.attempt` measures it against a bare aiohttp request): the token is assembled
+by hand (`homing.signing`), the body hash is computed once per attempt, URLs are parsed once per
+destination, and deadlines share one timer (`_Deadlines`).
 """
 
 from __future__ import annotations
@@ -21,12 +19,10 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
-import aiohttp
-from multidict import CIMultiDict
 from yarl import URL
 
 from homing import signing
-from homing.delivery import errors
+from homing.delivery import errors, http1
 from homing.destinations import DestinationPolicy, PolicyResolver, ResolveFunc
 from homing.errors import HomingError
 from homing.headers import canonical
@@ -119,51 +115,37 @@ class Sender:
         self._max_timeout_s = max_timeout_s
         self._max_response_bytes = max_response_bytes
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._client: http1.Client | None = None
         self._urls: dict[str, URL] = {}
         self._deadlines = _Deadlines()
 
     async def start(self) -> None:
         allow_private, resolve = self._resolver_args
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections,
-            limit_per_host=0,
+        self._client = http1.Client(
             resolver=PolicyResolver(allow_private=allow_private, resolve=resolve),
-            ttl_dns_cache=10,
-            keepalive_timeout=30,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            trust_env=False,
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
-            # No aiohttp timeouts: `send` puts one deadline around the whole attempt, and
-            # aiohttp's default (300 s total) would cut an allowed 15-minute timeout short.
-            timeout=aiohttp.ClientTimeout(),
+            max_connections=self._max_connections,
+            cap=self._max_response_bytes,
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
-    def _headers(self, message: Message, signature: str) -> CIMultiDict[str]:
-        headers: CIMultiDict[str] = CIMultiDict()
-        for name, values in message.spec.headers.items():
-            for value in values:
-                headers.add(name, value)
-        for name, value in message.spec.trace.items():
-            headers[name] = value
-        headers["Upstash-Message-Id"] = message.id
-        headers["Upstash-Retried"] = str(message.attempts)
-        headers["Upstash-Signature"] = signature
-        headers["User-Agent"] = USER_AGENT
-        headers["Upstash-Caller-Ip"] = message.caller_ip
+    def _headers(self, message: Message, signature: str) -> list[tuple[str, str]]:
+        headers = [
+            (name, value) for name, values in message.spec.headers.items() for value in values
+        ]
+        headers.extend(message.spec.trace.items())
+        headers.append(("Upstash-Message-Id", message.id))
+        headers.append(("Upstash-Retried", str(message.attempts)))
+        headers.append(("Upstash-Signature", signature))
+        headers.append(("User-Agent", USER_AGENT))
+        headers.append(("Upstash-Caller-Ip", message.caller_ip))
         if message.topic_name:
-            headers["Upstash-Topic-Name"] = message.topic_name
+            headers.append(("Upstash-Topic-Name", message.topic_name))
         if message.schedule_id:
-            headers["Upstash-Schedule-Id"] = message.schedule_id
+            headers.append(("Upstash-Schedule-Id", message.schedule_id))
         return headers
 
     def _url(self, url: str) -> URL:
@@ -195,7 +177,7 @@ class Sender:
             return Response(status=0, error=errors.timed_out(timeout))
         except HomingError as exc:  # a redirect hop refused by the destination policy
             return Response(status=0, error=exc.message)
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except (OSError, ValueError, http1.AnswerError) as exc:
             return Response(status=0, error=errors.describe(exc))
         finally:
             if self._deadlines.remove(task, tick):
@@ -203,8 +185,8 @@ class Sender:
                 task.uncancel()
 
     async def _follow(self, message: Message, signing_key: str) -> Response:
-        session = self._session
-        assert session is not None, "Sender.start() was not called"
+        client = self._client
+        assert client is not None, "Sender.start() was not called"
         url, method, body = message.url, message.spec.method, message.body
         digest = signing.body_hash(body)
         for _hop in range(MAX_REDIRECTS + 1):
@@ -212,51 +194,31 @@ class Sender:
             signature = signing.sign(
                 key=signing_key, url=url, body=body, now_s=int(time.time()), digest=digest
             )
-            async with session.request(
-                method,
-                self._url(url),
-                data=body if body else None,
-                headers=self._headers(message, signature),
-                allow_redirects=False,
-            ) as resp:
-                status = resp.status
-                if status in _REDIRECTS:
-                    location = resp.headers.get("Location")
-                    if location:
-                        url = str(resp.url.join(URL(location)))
-                        if status == 303 or (status in (301, 302) and method == "POST"):
-                            method, body = "GET", b""
-                            digest = signing.body_hash(body)
-                        continue
-                data = await self._read_capped(resp)
-                return Response(status=status, headers=_header_map(resp), body=data)
+            target = self._url(url)
+            answer = await client.request(method, target, self._headers(message, signature), body)
+            status = answer.status
+            if status in _REDIRECTS:
+                location = _first(answer.headers, "location")
+                if location:
+                    url = str(target.join(URL(location)))
+                    if status == 303 or (status in (301, 302) and method == "POST"):
+                        method, body = "GET", b""
+                        digest = signing.body_hash(body)
+                    continue
+            return Response(status=status, headers=_header_map(answer.headers), body=answer.body)
         return Response(status=0, error=errors.too_many_redirects(MAX_REDIRECTS))
 
-    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
-        """Keep at most `max_response_bytes`; stop reading there instead of draining a flood."""
-        content = resp.content
-        cap = self._max_response_bytes
-        if content.is_eof():
-            # The whole answer is already buffered (a small one came with its headers).
-            data = content.read_nowait(cap)
-            if not content.at_eof():
-                resp.close()  # more than the cap: the rest is not wanted
-            return data
-        chunks: list[bytes] = []
-        kept = 0
-        while kept < cap:
-            chunk = await content.read(cap - kept)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            kept += len(chunk)
-        resp.close()  # the rest is not wanted: drop the connection rather than read it
-        return b"".join(chunks)
+
+def _first(headers: list[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
 
 
-def _header_map(resp: aiohttp.ClientResponse) -> Headers:
+def _header_map(headers: list[tuple[str, str]]) -> Headers:
     out: Headers = {}
-    for name, value in resp.headers.items():
+    for name, value in headers:
         out.setdefault(canonical(name), []).append(value)
     return out
 

@@ -1,9 +1,9 @@
 """The error text of an attempt that got no HTTP answer: short, stable, and the same whatever
 HTTP client made the attempt (docs/operations.md, "Errors of delivery attempts").
 
-Where a loopback socket can cause the failure for real, the exception comes from a real aiohttp
-request to it; the causes that loopback cannot produce (unreachable hosts, certificate checks)
-are built the way aiohttp builds them."""
+Where a loopback socket can cause the failure for real, the exception comes from a real request
+by Homing's delivery client (`homing.delivery.http1`); the causes that loopback cannot produce
+(unreachable hosts, certificate checks) are built the way the client raises them."""
 
 from __future__ import annotations
 
@@ -13,25 +13,28 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import aiohttp
 import pytest
-from aiohttp.client_reqrep import ConnectionKey
+from yarl import URL
 
+from homing.delivery import http1
 from homing.delivery.errors import describe, timed_out, too_many_redirects
 from homing.destinations import PolicyResolver, make_static_resolver
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def failure_of(url: str, *, resolver: aiohttp.abc.AbstractResolver | None = None) -> str:
-    """The text for what goes wrong when aiohttp GETs `url` (the test fails if nothing does)."""
-    connector = aiohttp.TCPConnector(resolver=resolver) if resolver else aiohttp.TCPConnector()
-    async with aiohttp.ClientSession(connector=connector) as session:
-        try:
-            async with session.get(url) as resp:
-                await resp.read()
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return describe(exc)
+async def failure_of(url: str, *, resolver: PolicyResolver | None = None) -> str:
+    """The text for what goes wrong when the delivery client GETs `url` (the test fails if
+    nothing does)."""
+    client = http1.Client(
+        resolver=resolver or PolicyResolver(allow_private=True), max_connections=8, cap=1024
+    )
+    try:
+        await client.request("GET", URL(url), [], b"")
+    except (http1.AnswerError, OSError, ValueError) as exc:
+        return describe(exc)
+    finally:
+        await client.close()
     raise AssertionError(f"GET {url} succeeded")
 
 
@@ -144,9 +147,12 @@ async def test_tls_to_a_plain_http_server_is_a_failed_handshake(
     assert reason and "[" not in reason and "SSL" not in reason and "_" not in reason, text
 
 
-def connector_error(cls: type[aiohttp.ClientConnectorError], cause: OSError) -> str:
-    key = ConnectionKey("api.example.com", 443, True, True, None, None, None)
-    return describe(cls(key, cause))
+def connect_error(cause: OSError) -> str:
+    return describe(http1.ConnectFailed("api.example.com", 443, cause))
+
+
+def lookup_error(cause: OSError) -> str:
+    return describe(http1.LookupFailed("api.example.com", cause))
 
 
 @pytest.mark.parametrize(
@@ -160,29 +166,24 @@ def connector_error(cls: type[aiohttp.ClientConnectorError], cause: OSError) -> 
     ],
 )
 def test_connect_failures_name_the_cause_and_the_address(code: int, text: str) -> None:
-    assert connector_error(aiohttp.ClientConnectorError, OSError(code, "libc text")) == text
+    assert connect_error(OSError(code, "libc text")) == text
 
 
 def test_several_addresses_that_all_fail() -> None:
-    # asyncio's "Multiple exceptions: ..." carries no errno.
+    # Happy Eyeballs' "Multiple exceptions: ..." carries no errno.
     cause = OSError("Multiple exceptions: [Errno 111] ..., [Errno 101] ...")
-    text = connector_error(aiohttp.ClientConnectorError, cause)
+    text = connect_error(cause)
     assert text == "cannot connect (api.example.com:443)"
 
 
 def test_dns_failures() -> None:
     again = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-    assert connector_error(aiohttp.ClientConnectorDNSError, again) == (
-        "DNS: temporary failure, try again (api.example.com)"
-    )
+    assert lookup_error(again) == ("DNS: temporary failure, try again (api.example.com)")
     odd = socket.gaierror(socket.EAI_SERVICE, "Servname not supported")
-    assert connector_error(aiohttp.ClientConnectorDNSError, odd) == (
-        "DNS: lookup failed (api.example.com)"
-    )
+    assert lookup_error(odd) == ("DNS: lookup failed (api.example.com)")
 
 
 def test_a_rejected_certificate_says_why() -> None:
-    key = ConnectionKey("api.example.com", 443, True, True, None, None, None)
     for verify_message, reason in (
         ("certificate has expired", "certificate has expired"),
         ("self-signed certificate", "self-signed certificate"),
@@ -193,17 +194,16 @@ def test_a_rejected_certificate_says_why() -> None:
     ):
         cause = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] ...")
         cause.verify_message = verify_message
-        text = describe(aiohttp.ClientConnectorCertificateError(key, cause))
+        text = describe(cause)
         assert text == f"TLS handshake failed: {reason}"
 
 
 def test_a_reset_of_an_open_connection() -> None:
-    assert describe(aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer")) == (
+    assert describe(OSError(errno.ECONNRESET, "Connection reset by peer")) == "connection reset"
+    assert describe(ConnectionResetError(errno.EPIPE, "Broken pipe")) == "connection reset"
+    assert describe(ConnectionResetError("Cannot write to closing transport")) == (
         "connection reset"
     )
-    assert describe(ConnectionResetError(errno.EPIPE, "Broken pipe")) == "connection reset"
-    closing = aiohttp.ClientConnectionResetError("Cannot write to closing transport")
-    assert describe(closing) == "connection reset"
 
 
 def test_the_deadline_and_the_redirect_limit() -> None:
@@ -213,7 +213,7 @@ def test_the_deadline_and_the_redirect_limit() -> None:
 
 
 def test_anything_else_never_shows_a_library_text() -> None:
-    class Surprise(aiohttp.ClientError):
+    class Surprise(Exception):
         pass
 
-    assert describe(Surprise("aiohttp internals: <object at 0x7f>")) == "request failed"
+    assert describe(Surprise("client internals: <object at 0x7f>")) == "request failed"

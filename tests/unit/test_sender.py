@@ -11,25 +11,6 @@ from homing.delivery.sender import Sender
 from homing.models import DeliverySpec, Message, MessageState
 
 
-@pytest.mark.asyncio
-async def test_the_attempt_deadline_is_the_only_one() -> None:
-    # Upstash-Timeout allows 15 minutes; aiohttp's default session timeout (5 minutes total)
-    # would silently cut such an attempt short.
-    sender = Sender(allow_private=True)
-    await sender.start()
-    try:
-        assert sender._session is not None
-        timeout = sender._session.timeout
-        assert (timeout.total, timeout.connect, timeout.sock_read, timeout.sock_connect) == (
-            None,
-            None,
-            None,
-            None,
-        )
-    finally:
-        await sender.close()
-
-
 async def _silent_server() -> tuple[asyncio.Server, int]:
     """Accepts connections and never answers."""
 
