@@ -149,7 +149,9 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        # Values are sometimes UTF-8 in the wild; whatever they are, what is kept must be text
+        # that can be stored and shown (no lone surrogates).
+        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "replace")))
 
     def on_headers_complete(self) -> None:
         self._status = status = self._parser.get_status_code()
@@ -343,7 +345,8 @@ class Client:
                 lambda: _Connection(self._cap),
                 sock=sock,
                 ssl=self._tls if tls else None,
-                server_hostname=host if tls else None,
+                # The name as certificates carry it: without a root label's trailing dot.
+                server_hostname=host.rstrip(".") if tls else None,
             )
         except ssl.SSLError:
             sock.close()
