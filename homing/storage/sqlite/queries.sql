@@ -102,7 +102,10 @@ INSERT INTO messages (
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: log_events
-INSERT INTO events (id, account_id, message_id, time_ms, state, info) VALUES (?, ?, ?, ?, ?, ?)
+-- The message's seq is looked up here rather than passed: its row is in the page cache, and
+-- every writer of the log stays as it is.
+INSERT INTO events (id, account_id, message_id, time_ms, state, info, message_seq)
+VALUES (?, ?, ?, ?, ?, ?, (SELECT seq FROM messages WHERE id = ?3))
 
 -- name: find_dedup
 SELECT message_id, expires_ms FROM dedup WHERE account_id = ? AND key = ?
@@ -156,7 +159,7 @@ SELECT e.id, e.time_ms, e.state, e.info,
        m.due_ms, m.attempts, m.caller_ip, m.queue_name, m.topic_name, m.endpoint_name,
        m.schedule_id, m.labels, m.flow_key, m.flow, m.cancel_requested, m.dlq_id, m.dlq_ms,
        m.last_response, m.final_ms
-FROM events e JOIN messages m ON m.id = e.message_id
+FROM events e JOIN messages m ON m.seq = e.message_seq
 WHERE e.account_id = ? {filters}
 ORDER BY e.id {order}
 LIMIT ?
@@ -434,7 +437,7 @@ SELECT count(*) FROM messages WHERE dlq_id IS NOT NULL
 
 -- name: delivery_latencies
 SELECT e.time_ms - m.not_before_ms FROM events e
-JOIN messages m ON m.id = e.message_id
+JOIN messages m ON m.seq = e.message_seq
 WHERE e.id >= ? AND e.time_ms >= ? AND e.state = 'DELIVERED' AND (? IS NULL OR e.account_id = ?)
 ORDER BY e.id DESC LIMIT ?
 
