@@ -160,7 +160,7 @@ async def start_relay(log_dir: Path, data_root: Path, *, label: str) -> Homing:
         await child.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
         raise
-    return Homing(child, data_dir, None)
+    return Homing(child, data_dir, None, reference=True)
 
 
 @dataclass
@@ -169,6 +169,7 @@ class Homing:
     data_dir: Path
     database_url: str | None
     trace_path: Path | None = None
+    reference: bool = False  # the naive relay, not Homing: it knows only publish and delays
 
     @property
     def port(self) -> int:

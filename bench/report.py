@@ -134,6 +134,28 @@ def reference_rows(reference: dict[str, Reps], ceilings: dict[str, Reps]) -> lis
     sec = "reference: naive durable relay"
     rows: list[Row] = []
     sink_ceiling = spread(ceilings.get("sink", []), lambda r: r["rps"]).median
+    fw_ceiling = spread(ceilings.get("framework", []), lambda r: r["rps"]).median
+    if pub := reference.get("publish"):
+        # Not a target: what a durable publish costs with nothing but an insert behind it,
+        # beside Homing's publish figure (which has the ">= 0.5x framework" target).
+        rows.append(
+            Row(
+                sec,
+                "publish throughput (deliveries held back)",
+                "msg/s",
+                spread(pub, lambda r: r["rps"]),
+                "framework",
+                fw_ceiling,
+            )
+        )
+        rows.append(
+            Row(
+                sec,
+                "relay CPU per published message",
+                "ms",
+                spread(pub, lambda r: r["homing_cpu_ms_per_message"]),
+            )
+        )
     if e2e := reference.get("e2e"):
         rows.append(
             Row(

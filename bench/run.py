@@ -577,7 +577,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     ceilings[name].append(r)
                     run.log(f"  ceiling {name}: {_brief(name, r)}")
                 if "relay" in selected:
-                    for name in ("e2e", "latency"):
+                    for name in ("publish", "e2e", "latency"):
                         r = await run_reference(run, ctx, name, rep)
                         reference.setdefault(name, []).append(r)
                         run.log(f"  naive relay {name}: {_brief(name, r)}")

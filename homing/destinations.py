@@ -7,9 +7,10 @@ proxy into its own network (spec section 3 item 5). Two layers cooperate:
   destinations are allowed, its host is neither a non-public literal address (in any encoding a URL
   parser or `inet_aton` accepts) nor a loopback name. It runs at publish time and again before every
   delivery attempt and every redirect hop.
-* `PolicyResolver` is the dynamic check: aiohttp asks it to resolve names at connect time and
-  connects to exactly the addresses it returns, so there is no window between "checked" and
-  "connected" in which DNS could change its answer (DNS rebinding).
+* `PolicyResolver` is the dynamic check: the delivery client (`homing.delivery.http1`) asks it
+  to resolve names at connect time and connects to exactly the addresses it returns, so there is
+  no window between "checked" and "connected" in which DNS could change its answer (DNS
+  rebinding).
 """
 
 from __future__ import annotations
@@ -172,8 +173,8 @@ def literal_address(host: str) -> IPAddress | None:
 def parse_destination_url(url: str) -> URL:
     """Parse and validate a destination URL; raise `InvalidRequest` if it is unusable.
 
-    Returns the same `yarl.URL` aiohttp will build from the string, so the checked host is the host
-    that gets connected to.
+    Returns the `yarl.URL` the delivery client will use, so the checked host is the host that
+    gets connected to.
     """
     if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url):
         # yarl silently drops tabs/newlines; refuse rather than store one URL and fetch another.
@@ -258,8 +259,8 @@ class DestinationPolicy:
 class ForbiddenAddressError(OSError):
     """A name resolved to an address the policy refuses (raised at connect time).
 
-    An OSError so aiohttp wraps it in `ClientConnectorDNSError` like any failed lookup; built with
-    an errno and strerror because aiohttp's message shows only `strerror`.
+    An OSError, so the client reports it like any failed lookup; built with an errno and a
+    strerror because the operator's text (`homing.delivery.errors`) shows the strerror.
     """
 
     def __init__(self, message: str) -> None:
@@ -267,15 +268,15 @@ class ForbiddenAddressError(OSError):
 
 
 class PolicyResolver(AbstractResolver):
-    """aiohttp resolver that refuses names resolving to non-public addresses.
+    """A resolver (aiohttp's interface) that refuses names resolving to non-public addresses.
 
-    Use it as `aiohttp.TCPConnector(resolver=PolicyResolver(...))`. aiohttp connects to exactly the
-    addresses returned here, so a name cannot be re-pointed between the check and the connection.
-    If ANY address of the answer is forbidden the whole lookup fails with `ForbiddenAddressError`
-    (an OSError, which aiohttp turns into `ClientConnectorDNSError`) and nothing is connected:
-    filtering instead would let an attacker mix a public decoy with an internal target.
+    The delivery client (`homing.delivery.http1.Client`) connects to exactly the addresses
+    returned here, so a name cannot be re-pointed between the check and the connection. If ANY
+    address of the answer is forbidden the whole lookup fails with `ForbiddenAddressError` and
+    nothing is connected: filtering instead would let an attacker mix a public decoy with an
+    internal target.
 
-    aiohttp does NOT call the resolver for IP-literal hosts, so delivery code must also call
+    IP-literal hosts are not resolved, so delivery code must also call
     `DestinationPolicy.check_url` before every attempt and on every redirect hop.
     """
 

@@ -38,9 +38,10 @@ PURE = (
     "homing.workflow.waits",
 )
 IO = (
-    "aiohttp", "asyncio", "asyncpg", "http.client", "httpx", "requests", "socket", "sqlite3",
-    "ssl", "starlette", "subprocess", "time", "urllib.request", "uvicorn",
-    "homing.storage", "homing.clock", "homing.delivery.sender", "homing.delivery.engine",
+    "aiohappyeyeballs", "aiohttp", "asyncio", "asyncpg", "http.client", "httptools", "httpx",
+    "requests", "socket", "sqlite3", "ssl", "starlette", "subprocess", "time", "urllib.request",
+    "uvicorn", "homing.storage", "homing.clock", "homing.delivery.http1",
+    "homing.delivery.sender", "homing.delivery.engine",
     "homing.scheduler", "homing.api", "homing.console", "homing.actions", "homing.runtime",
 )  # fmt: skip
 ABOVE_STORAGE = (
