@@ -4,13 +4,14 @@ time): publishes wait for the lock, the event loop does not."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from homing.errors import StorageUnavailable
-from homing.models import DeliverySpec, NewMessage
+from homing.models import DeliverySpec, LogState, MessageFilter, NewMessage
 from homing.storage.sqlite.backend import SqliteStorage
 from homing.storage.sqlite.connection import RESERVE_BYTES, Writer
 
@@ -111,3 +112,93 @@ async def test_the_server_keeps_a_disk_full_reserve_that_admin_commands_leave_al
     finally:
         await server.close()
     assert not reserve.exists(), "a stopped server leaves its reserve behind"
+
+
+def _queued_behind_a_lock(path: str) -> sqlite3.Connection:
+    """Another connection holding the write lock: publishes made meanwhile wait in the
+    writer's queue, and are written in one transaction when it lets go."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+@pytest.mark.asyncio
+async def test_publishes_written_in_one_transaction_each_get_their_own_answer(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "homing.db")
+    storage = SqliteStorage(path, synchronous="NORMAL", exclusive=False)
+    await storage.open()
+    other = _queued_behind_a_lock(path)
+    try:
+        # Given twenty publishes waiting together, two of them with the same deduplication key
+        first = dataclasses.replace(message(100), dedup_key="k")
+        again = dataclasses.replace(message(101), dedup_key="k")
+        batches = [[message(2 * n), message(2 * n + 1)] for n in range(18)] + [[first], [again]]
+        tasks = [
+            asyncio.create_task(storage.insert_messages(b, now_ms=T0, dedup_window_ms=60_000))
+            for b in batches
+        ]
+        await asyncio.sleep(0.05)
+        other.execute("COMMIT")
+        answers = await asyncio.wait_for(asyncio.gather(*tasks), 5)
+
+        # Then every publish is answered with its own messages, in its own order
+        for batch, answer in zip(batches[:18], answers[:18], strict=True):
+            assert [r.message_id for r in answer] == [m.id for m in batch]
+            assert not any(r.deduplicated for r in answer)
+        # And the second of the same key is deduplicated against the first, written with it
+        assert answers[18][0].message_id == "msg_0100" and not answers[18][0].deduplicated
+        assert answers[19][0].message_id == "msg_0100" and answers[19][0].deduplicated
+        assert await storage.get_message("acct", "msg_0101") is None
+        # And every stored message is logged CREATED once
+        for n in [*range(36), 100]:
+            logs = await storage.list_logs(
+                "acct",
+                filter=MessageFilter(message_ids=(f"msg_{n:04d}",)),
+                before_id=None,
+                count=10,
+            )
+            assert [e.state for e in logs.items] == [LogState.CREATED]
+    finally:
+        other.close()
+        await storage.close()
+
+
+@pytest.mark.asyncio
+async def test_a_publish_that_fails_in_a_shared_transaction_fails_alone(tmp_path: Path) -> None:
+    path = str(tmp_path / "homing.db")
+    storage = SqliteStorage(path, synchronous="NORMAL", exclusive=False)
+    await storage.open()
+    try:
+        await storage.insert_messages([message(7)], now_ms=T0, dedup_window_ms=0)
+        other = _queued_behind_a_lock(path)
+        try:
+            # Given publishes waiting together, one of which cannot be stored (an id taken)
+            good = [
+                asyncio.create_task(
+                    storage.insert_messages([message(n)], now_ms=T0, dedup_window_ms=0)
+                )
+                for n in (1, 2)
+            ]
+            bad = asyncio.create_task(
+                storage.insert_messages([message(3), message(7)], now_ms=T0, dedup_window_ms=0)
+            )
+            more = asyncio.create_task(
+                storage.insert_messages([message(4)], now_ms=T0, dedup_window_ms=0)
+            )
+            await asyncio.sleep(0.05)
+            other.execute("COMMIT")
+        finally:
+            other.close()
+
+        # Then that publish fails, with nothing of it stored, and the others are stored
+        with pytest.raises(sqlite3.IntegrityError):
+            await asyncio.wait_for(bad, 5)
+        assert await storage.get_message("acct", "msg_0003") is None
+        for task, n in zip([*good, more], (1, 2, 4), strict=True):
+            [result] = await asyncio.wait_for(task, 5)
+            assert result.message_id == f"msg_{n:04d}"
+            assert await storage.get_message("acct", result.message_id) is not None
+    finally:
+        await storage.close()
