@@ -28,6 +28,9 @@ from homing.storage.sqlite import flow
 from homing.storage.sqlite.core import INLINE_BYTES, Core, EventRow, Q, marks
 from homing.storage.sqlite.messages import admit, insert, message
 
+# Ids per `outcome_targets` read: far below SQLite's limit on bound values.
+_TARGETS_PER_READ = 500
+
 
 def _earliest(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
@@ -136,12 +139,19 @@ class DeliveryStore(Core):
                 self._events.write(conn, logged)
                 logged.clear()
 
+        # Read for the batch at once: recording an outcome changes no other outcome's message.
+        targets: dict[str, tuple[Any, ...]] = {}
+        ids = [o.message_id for o in outcomes]
+        for start in range(0, len(ids), _TARGETS_PER_READ):
+            part = ids[start : start + _TARGETS_PER_READ]
+            sql = Q["outcome_targets"].format(ids=marks(len(part)))
+            targets.update((row[0], row[1:]) for row in conn.execute(sql, part))
         for o in outcomes:
-            target = conn.execute(Q["outcome_target"], (o.message_id, o.lease_token)).fetchone()
-            if target is None:
+            target = targets.get(o.message_id)
+            if target is None or target[0] != o.lease_token:
                 results.append((False, None))  # fenced: the lease expired, someone else owns it
                 continue
-            account_id, cancel_requested, slot, flow_key = target
+            _, account_id, cancel_requested, slot, flow_key = target
             e = o.effect_for(cancel_requested=bool(cancel_requested))
             t = o.finished_ms
             updates.append(

@@ -193,10 +193,11 @@ SELECT (SELECT min(due_ms) FROM messages WHERE state = 'ready') AS due,
 -- name: renew_leases
 UPDATE messages SET lease_until = ? WHERE state = 'active' AND lease_owner = ?
 
--- name: outcome_target
--- The message an outcome is for, while its lease token still matches (fencing).
-SELECT account_id, cancel_requested, queue_slot, flow_key FROM messages
-WHERE id = ? AND state = 'active' AND lease_token = ?
+-- name: outcome_targets
+-- The active messages of a batch of outcomes ({ids}: their ids), with their lease tokens: an
+-- outcome is recorded only while its token still matches (fencing).
+SELECT id, lease_token, account_id, cancel_requested, queue_slot, flow_key FROM messages
+WHERE id IN ({ids}) AND state = 'active'
 
 -- name: record_attempt
 -- Write what the outcome decided (homing.models.Effect) and end the lease.
