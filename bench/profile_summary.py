@@ -53,9 +53,10 @@ SUBSYSTEMS: list[tuple[str, tuple[str, ...]]] = [
         ("homing/api/publish.py", "homing/actions/publish.py"),
     ),
     ("delivery: claim loop", ("DeliveryEngine._claim_loop",)),
-    ("delivery: attempt (sign, HTTP request, decide)", ("DeliveryEngine._attempt", "Sender.")),
+    # The client's protocol callbacks run from the loop, outside any attempt's frames.
+    ("delivery: HTTP client (homing/delivery/http1.py)", ("http1.py",)),
+    ("delivery: attempt (sign, headers, decide)", ("DeliveryEngine._attempt", "Sender.")),
     ("delivery: record outcomes", ("DeliveryEngine._record_loop", "DeliveryEngine._flush")),
-    ("delivery: aiohttp client internals", ("aiohttp/",)),
     ("HTTP server: uvicorn + starlette", ("uvicorn/", "starlette/")),
     ("asyncio event loop plumbing", ("asyncio/",)),
 ]
