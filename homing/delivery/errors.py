@@ -77,13 +77,13 @@ def describe(exc: BaseException) -> str:
         return "answer cut short (incomplete body)"
     if isinstance(exc, http1.BadAnswer):
         return "invalid HTTP answer"
+    if isinstance(exc, OSError) and exc.errno in _OPEN:
+        return _OPEN[exc.errno]  # before TimeoutError: Python raises ETIMEDOUT as one
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
         return "connection reset"  # some are raised without an errno
     if isinstance(exc, OSError):
-        if exc.errno in _OPEN:
-            return _OPEN[exc.errno]
         return f"network error: {_strerror(exc)}"
     if isinstance(exc, ValueError):
         return "invalid request"

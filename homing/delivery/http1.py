@@ -28,6 +28,7 @@ What it does, exactly:
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import ipaddress
 import socket
@@ -43,6 +44,10 @@ from yarl import URL
 from homing.destinations import PolicyResolver
 
 HAPPY_EYEBALLS_DELAY_S = 0.25
+# An answer's head: at most this many header lines and bytes (aiohttp's limits were per line;
+# these bound what an answer can make Homing hold and store, as the body cap does).
+MAX_ANSWER_HEADERS = 256
+MAX_ANSWER_HEAD_BYTES = 64 * 1024
 DNS_TTL_S = 10.0
 IDLE_TIMEOUT_S = 30.0
 MAX_IDLE_PER_DESTINATION = 256
@@ -109,6 +114,8 @@ class _Connection(asyncio.Protocol):
         self._got_bytes = False
         self._until_close = False  # a body without a length: it ends with the connection
         self._keep_alive = False
+        self._head_bytes = 0
+        self._answered = False  # the answer to the request in flight is complete
 
     # asyncio.Protocol
 
@@ -137,8 +144,8 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if self._headers_done and self._until_close:
-            self._finish()
+        if self._headers_done and self._until_close and exc is None:
+            self._finish()  # a body without a length ends with a clean close, not a reset
         elif self._headers_done:
             self._fail(Incomplete())
         elif isinstance(exc, OSError) and not self._got_bytes:
@@ -148,26 +155,46 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self._answered:
+            # A second answer to one request (bytes past the end of the first): nothing that
+            # follows on this connection can be trusted to answer the next request.
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._headers_done or self._answered:
+            return  # trailers of a chunked body, or an answer nobody asked for: not kept
+        self._head_bytes += len(name) + len(value)
+        if len(self._headers) >= MAX_ANSWER_HEADERS or self._head_bytes > MAX_ANSWER_HEAD_BYTES:
+            self._fail(BadAnswer("answer headers too large"))
+            return
         # Values are sometimes UTF-8 in the wild; whatever they are, what is kept must be text
         # that can be stored and shown (no lone surrogates).
         self._headers.append((name.decode("latin-1"), value.decode("utf-8", "replace")))
 
     def on_headers_complete(self) -> None:
+        if self._answered:
+            return
         self._status = status = self._parser.get_status_code()
         if status < 200:
             self._headers = []  # an interim answer (100 Continue): the real one follows
+            self._head_bytes = 0
             return
         self._headers_done = True
         if status in (204, 304):
             return
         for name, value in self._headers:
             low = name.lower()
-            if low == "content-length" or (low == "transfer-encoding" and "chunked" in value):
+            if low == "content-length" or (
+                # Chunked only if it is the last coding (RFC 9112 6.3); llhttp reads it so.
+                low == "transfer-encoding" and value.lower().rstrip().endswith("chunked")
+            ):
                 return
         self._until_close = True
 
     def on_body(self, body: bytes) -> None:
+        if self._answered:
+            return
         room = self._cap - self._kept
         if room <= 0:
             return
@@ -181,7 +208,7 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def on_message_complete(self) -> None:
-        if self._status >= 200:
+        if self._status >= 200 and not self._answered:
             # Read here: llhttp resets its flags once the callback returns.
             self._keep_alive = self._parser.should_keep_alive()
             self._finish()
@@ -200,6 +227,8 @@ class _Connection(asyncio.Protocol):
         self._got_bytes = False
         self._until_close = False
         self._keep_alive = False
+        self._head_bytes = 0
+        self._answered = False
         self.transport.write(data)
         return waiter
 
@@ -210,6 +239,10 @@ class _Connection(asyncio.Protocol):
             and not self._until_close
             and self._kept < self._cap
             and self._keep_alive
+            # An early answer (a 413 before the body was sent): what is left of the request
+            # would reach the server as the start of the next one.
+            and self.transport is not None
+            and self.transport.get_write_buffer_size() == 0
         )
 
     @property
@@ -222,6 +255,7 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()  # no lingering close: a half-read answer is dropped
 
     def _finish(self) -> None:
+        self._answered = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             body = b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
@@ -248,8 +282,12 @@ class Client:
         self._lookups: dict[tuple[str, int], tuple[float, list[tuple[int, str]]]] = {}
         self._tls = ssl.create_default_context()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._max_idle = max_connections
+        self._idle_count = 0
+        self._closed = False
 
     async def close(self) -> None:
+        self._closed = True  # requests still in flight drop their connections when done
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -257,6 +295,7 @@ class Client:
             for conn in conns:
                 conn.close()
         self._idle.clear()
+        self._idle_count = 0
         await self._resolver.close()
 
     async def request(
@@ -299,11 +338,15 @@ class Client:
         conns = self._idle.get(key)
         while conns:
             conn = conns.pop()  # the most recently used: the least likely to be closed by now
+            self._idle_count -= 1
             if not conn.closed:
                 return conn
         return None
 
     def _put_idle(self, key: _PoolKey, conn: _Connection) -> None:
+        if self._closed or self._idle_count >= self._max_idle:
+            conn.close()  # open sockets stay within `max_connections`, in use or idle
+            return
         conns = self._idle.get(key)
         if conns is None:
             conns = self._idle[key] = collections.deque()
@@ -312,6 +355,7 @@ class Client:
             return
         conn.idle_since = time.monotonic()
         conns.append(conn)
+        self._idle_count += 1
         if self._sweeper is None:
             loop = asyncio.get_running_loop()
             self._sweeper = loop.call_later(IDLE_TIMEOUT_S / 2, self._sweep)
@@ -325,6 +369,7 @@ class Client:
             # Oldest first: the deque is in the order the connections were put back.
             while conns and (conns[0].closed or conns[0].idle_since < limit):
                 conns.popleft().close()
+                self._idle_count -= 1
             if not conns:
                 del self._idle[key]
         if self._idle:
@@ -417,13 +462,27 @@ def _frame(
     shown = f"[{host}]" if ":" in host else host
     if port != (443 if tls else 80):
         shown = f"{shown}:{port}"
-    lines = [f"{method} {url.raw_path_qs or '/'} HTTP/1.1", f"Host: {shown}", "Accept: */*"]
+    lines = [f"{method} {url.raw_path_qs or '/'} HTTP/1.1", f"Host: {shown}"]
+    accept = authorization = False
     for name, value in headers:
         lines.append(f"{name}: {value}")
+        low = name.lower()
+        accept = accept or low == "accept"
+        authorization = authorization or low == "authorization"
+    if not accept:
+        lines.append("Accept: */*")
+    if url.raw_user is not None:
+        # Credentials in the URL (`https://user:pass@host/`) are sent as Basic authentication,
+        # as browsers and the previous client did; with an Authorization header as well, which
+        # one was meant is unclear: refused.
+        if authorization:
+            raise ValueError("credentials both in the URL and in an Authorization header")
+        credentials = f"{url.user or ''}:{url.password or ''}".encode()
+        lines.append(f"Authorization: Basic {base64.b64encode(credentials).decode()}")
     if body or method in _BODY_METHODS:
         lines.append(f"Content-Length: {len(body)}")
     head = "\r\n".join(lines)
     breaks = len(lines) - 1
-    if head.count("\n") != breaks or head.count("\r") != breaks:
-        raise ValueError("a header or the target contains a line break")
+    if head.count("\n") != breaks or head.count("\r") != breaks or "\x00" in head:
+        raise ValueError("a header or the target contains a line break or a NUL")
     return (head + "\r\n\r\n").encode("utf-8") + body

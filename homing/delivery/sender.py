@@ -173,8 +173,6 @@ class Sender:
             if self._deadlines.remove(task, tick) and task.uncancel() <= cancelling:
                 return Response(status=0, error=errors.timed_out(timeout))
             raise  # cancelled by someone else (shutdown)
-        except TimeoutError:
-            return Response(status=0, error=errors.timed_out(timeout))
         except HomingError as exc:  # a redirect hop refused by the destination policy
             return Response(status=0, error=exc.message)
         except (OSError, ValueError, http1.AnswerError) as exc:
@@ -224,8 +222,16 @@ def _header_map(headers: list[tuple[str, str]]) -> Headers:
 
 
 def _ascii_target(url: str) -> str:
-    """The URL as it goes on the wire: stored bytes kept, non-ASCII characters percent-encoded
-    (a raw UTF-8 request line is refused by conforming servers)."""
+    """The URL as it goes on the wire: stored bytes kept, non-ASCII characters of the path and
+    query percent-encoded (a raw UTF-8 request line is refused by conforming servers), and an
+    internationalised host in its IDNA form, the host the destination policy checked."""
     if url.isascii():
         return url
-    return "".join(c if c.isascii() else quote(c, safe="") for c in url)
+    scheme, _, rest = url.partition("://")
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    authority, tail = (rest, "") if end < 0 else (rest[:end], rest[end:])
+    if not authority.isascii():
+        authority = URL(url).raw_authority
+    return f"{scheme}://{authority}" + "".join(
+        c if c.isascii() else quote(c, safe="") for c in tail
+    )

@@ -266,3 +266,91 @@ async def test_a_name_is_connected_to_at_the_address_the_resolver_gave(
     finally:
         await client.close()
     assert f"Host: hooks.example.test:{server.port}".encode() in server.requests[0]
+
+
+async def test_bytes_past_the_end_of_an_answer_are_never_read_as_the_next_answer(
+    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+) -> None:
+    async def two_answers(
+        peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            await peer.read_request(reader)
+            # One request, then an answer and the start of another one nobody asked for.
+            writer.write(OK + b"HTTP/1.1 500 Bad\r\nX-Injected: 1\r\n")
+            await writer.drain()
+
+    server = await peer(two_answers)
+    url = URL(f"http://127.0.0.1:{server.port}/")
+    first = await client.request("POST", url, [], b"")
+    second = await client.request("POST", url, [], b"")
+    assert (first.status, first.headers) == (200, [("Content-Length", "2")])
+    assert (second.status, second.headers) == (200, [("Content-Length", "2")])
+    assert server.connections == 2  # the first connection was not trusted again
+
+
+async def test_an_answer_with_too_many_header_bytes_is_refused(
+    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+) -> None:
+    async def flood(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await peer.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for n in range(2000):
+            writer.write(f"X-Filler-{n}: {'y' * 100}\r\n".encode())
+        writer.write(b"Content-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    server = await peer(flood)
+    with pytest.raises(http1.BadAnswer):
+        await client.request("GET", URL(f"http://127.0.0.1:{server.port}/"), [], b"")
+
+
+async def test_trailers_of_a_chunked_answer_are_not_taken_for_headers(
+    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+) -> None:
+    async def trailer(
+        peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await peer.read_request(reader)
+        writer.write(
+            b"HTTP/1.1 302 Found\r\nTransfer-Encoding: Chunked\r\n\r\n"
+            b"2\r\nok\r\n0\r\nLocation: http://elsewhere.test/\r\n\r\n"
+        )
+        await writer.drain()
+
+    server = await peer(trailer)
+    answer = await client.request("GET", URL(f"http://127.0.0.1:{server.port}/"), [], b"")
+    assert (answer.status, answer.body) == (302, b"ok")
+    assert answer.headers == [("Transfer-Encoding", "Chunked")]
+
+
+async def test_a_forwarded_accept_replaces_the_default_one(
+    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+) -> None:
+    server = await peer(answer_each)
+    url = URL(f"http://127.0.0.1:{server.port}/")
+    await client.request("POST", url, [("Accept", "application/json")], b"")
+    await client.request("POST", url, [], b"")
+    assert server.requests[0].count(b"Accept:") == 1
+    assert b"Accept: application/json" in server.requests[0]
+    assert b"Accept: */*" in server.requests[1]
+
+
+async def test_credentials_in_the_url_are_sent_as_basic_authentication(
+    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+) -> None:
+    server = await peer(answer_each)
+    url = URL(f"http://hook:s%40cret@127.0.0.1:{server.port}/in", encoded=True)
+    await client.request("POST", url, [], b"")
+    assert b"Authorization: Basic aG9vazpzQGNyZXQ=" in server.requests[0]  # hook:s@cret
+    with pytest.raises(ValueError):
+        await client.request("POST", url, [("Authorization", "Bearer x")], b"")
+
+
+async def test_a_nul_in_a_header_is_refused(
+    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+) -> None:
+    server = await peer(answer_each)
+    with pytest.raises(ValueError):
+        await client.request("POST", URL(f"http://127.0.0.1:{server.port}/"), [("X", "a\0b")], b"")
+    assert server.connections == 0

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from homing.delivery.sender import Sender
+from homing.destinations import make_static_resolver
 from homing.models import DeliverySpec, Message, MessageState
 
 
@@ -69,6 +70,34 @@ async def test_a_cancel_from_elsewhere_is_not_a_timeout() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         assert not sender._deadlines._buckets
+    finally:
+        await sender.close()
+        server.close()
+
+
+@pytest.mark.asyncio
+async def test_an_internationalised_host_is_connected_to_and_named_in_its_idna_form() -> None:
+    seen: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(record, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sender = Sender(
+        allow_private=True,
+        resolve=make_static_resolver({"xn--bcher-kva.example": ["127.0.0.1"]}),
+    )
+    await sender.start()
+    try:
+        response = await sender.send(_message(f"http://bücher.example:{port}/ä?q=ü", 5), "k" * 32)
+        assert response.status == 200, response.error
+        request_line, *lines = seen[0].decode().split("\r\n")
+        assert request_line == "POST /%C3%A4?q=%C3%BC HTTP/1.1"
+        assert f"Host: xn--bcher-kva.example:{port}" in lines
     finally:
         await sender.close()
         server.close()

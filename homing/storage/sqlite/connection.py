@@ -89,6 +89,7 @@ class _Op:
     settled: Callable[[bool], None] | None = None
     gather: Gather | None = None
     part: Any = None
+    cost: float = 0.0
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -274,7 +275,7 @@ class Writer:
         inline: bool = False,
         grows: bool = False,
         settled: Callable[[bool], None] | None = None,
-        gather: tuple[Gather, Any] | None = None,
+        gather: tuple[Gather, Any, float] | None = None,
     ) -> T:
         """Run `fn` in the next transaction; return once that transaction is durable.
 
@@ -284,11 +285,13 @@ class Writer:
         is called on the event loop once the operation's fate is known, even if the caller was
         cancelled meanwhile (its work may have been committed all the same).
 
-        `gather=(g, part)` (inline operations only) lets operations queued one after another
-        with an equal `g` run as one call, `g(conn, [part, ...])`, whose values are theirs in
-        order: many small publishes then cost a few statements instead of a few each. If that
-        call fails, it is undone and each operation runs on its own (`fn`), so that one
-        operation's failure stays its own.
+        `gather=(g, part, cost)` (inline operations only) lets operations queued one after
+        another with an equal `g` run as one call, `g(conn, [part, ...])`, whose values are
+        theirs in order: many small publishes then cost a few statements instead of a few each.
+        `cost` is the operation's share of what one inline operation may do (see core.py); a
+        call gathers no more than one operation's worth, so that it stalls the loop no longer
+        than one would. If that call fails, it is undone and each operation runs on its own
+        (`fn`), so that one operation's failure stays its own.
         """
         if self._pump is None or self._pump.done() or self._closing:
             raise StorageUnavailable("the SQLite writer is not running")
@@ -298,7 +301,7 @@ class Writer:
         if gather is None:
             self._ops.append(_Op(fn, future, inline, grows, settled))
         else:
-            self._ops.append(_Op(fn, future, inline, grows, settled, gather[0], gather[1]))
+            self._ops.append(_Op(fn, future, inline, grows, settled, *gather))
         self._more.set()
         return await future
 
@@ -447,12 +450,14 @@ class Writer:
         was undone)."""
         op = batch[first]
         members = [first]
+        cost = op.cost
         for index in range(first + 1, len(batch)):
             other = batch[index]
-            if other.gather != op.gather or not other.inline:
+            if other.gather != op.gather or not other.inline or cost + other.cost > 1.0:
                 break
-            if not other.future.done() and not (other.grows and self._full):
+            if not other.future.done():
                 members.append(index)
+                cost += other.cost
         if len(members) == 1:
             return {}
         assert op.gather is not None
@@ -460,6 +465,14 @@ class Writer:
         try:
             values = op.gather(conn, [batch[i].part for i in members])
         except Exception:
+            # Most likely one operation's own failure (a constraint), which it will meet again
+            # alone; logged in case it is not.
+            log.warning(
+                "a gathered write failed; its %d operations run one by one",
+                len(members),
+                exc_info=True,
+                extra={"event": "storage.gather_failed"},
+            )
             conn.execute("ROLLBACK TO gathered")
             conn.execute("RELEASE gathered")
             return None

@@ -215,6 +215,12 @@ def _write(conn: sqlite3.Connection, events: EventLog, out: _Rows) -> int | None
     return earliest
 
 
+def _share(messages: Sequence[NewMessage]) -> float:
+    """What an insert of `messages` takes of one inline operation's budget (core.py)."""
+    size = sum(len(m.body) for m in messages)
+    return max(len(messages) / INLINE_INSERT_LIMIT, size / INLINE_BYTES)
+
+
 class _Publish:
     """One `insert_messages` call as the writer sees it: what it stores, and its hand-off."""
 
@@ -285,7 +291,7 @@ class MessageStore(Core):
             inline=inline,
             grows=True,
             settled=publish.settled,
-            gather=(self._insert_gathered, publish) if inline else None,
+            gather=(self._insert_gathered, publish, _share(messages)) if inline else None,
         )
         if earliest is not None:
             self._wake(earliest)
