@@ -64,7 +64,7 @@ SQLITE_ONLY = {
     "claim_candidates": "claim, step 1",
     "claim_seqs": "claim, step 2",
     # Outcomes: one message at a time (PostgreSQL: one `record_outcomes` statement per batch).
-    "outcome_target": "outcome: read the fenced target and its cancel flag",
+    "outcome_targets": "outcome: read the fenced targets of a batch and their cancel flags",
     "record_attempt": "outcome: write the decided effect",
     # Flow keys: read and written one at a time (PostgreSQL: locked in key order, `flow_lock`,
     # and saved together, `flow_save`; `flow_info` returns the counts in one row).
