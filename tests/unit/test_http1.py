@@ -12,8 +12,6 @@ from yarl import URL
 from homing.delivery import http1
 from homing.destinations import PolicyResolver, make_static_resolver
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
 
 class Peer:
     """A loopback TCP server; counts the connections it accepted and keeps the requests."""
@@ -34,13 +32,15 @@ class Peer:
         return request
 
 
+Handler = Callable[[Peer, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Start = Callable[[Handler], Awaitable[Peer]]
+
+
 @pytest.fixture
-async def peer() -> AsyncIterator[Callable[[Handler], Awaitable[Peer]]]:
+async def peer() -> AsyncIterator[Start]:
     servers: list[asyncio.Server] = []
 
-    async def start(
-        handler: Callable[[Peer, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-    ) -> Peer:
+    async def start(handler: Handler) -> Peer:
         state = Peer()
 
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -57,7 +57,7 @@ async def peer() -> AsyncIterator[Callable[[Handler], Awaitable[Peer]]]:
         state.port = server.sockets[0].getsockname()[1]
         return state
 
-    yield start  # type: ignore[misc]
+    yield start
     for server in servers:
         server.close()
 
@@ -72,18 +72,28 @@ async def client() -> AsyncIterator[http1.Client]:
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-async def answer_each(
-    peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    while True:
-        await peer.read_request(reader)
-        writer.write(OK)
-        await writer.drain()
+def replying(answer: bytes, *, each: bool = False, linger_s: float = 0.0) -> Handler:
+    """A peer that reads a request and writes `answer` (to every request with `each`), then
+    waits `linger_s` and closes the connection."""
+
+    async def handle(
+        peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            await peer.read_request(reader)
+            writer.write(answer)
+            await writer.drain()
+            if not each:
+                break
+        await asyncio.sleep(linger_s)
+
+    return handle
 
 
-async def test_the_request_on_the_wire(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
-) -> None:
+answer_each = replying(OK, each=True)
+
+
+async def test_the_request_on_the_wire(peer: Start, client: http1.Client) -> None:
     server = await peer(answer_each)
     url = URL(f"http://127.0.0.1:{server.port}/hook/a%20b?x=1&y=%2F", encoded=True)
     answer = await client.request("POST", url, [("Upstash-Message-Id", "msg_1")], b'{"a":1}')
@@ -98,7 +108,7 @@ async def test_the_request_on_the_wire(
 
 
 async def test_a_post_without_a_body_says_so_and_a_get_sends_no_length(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+    peer: Start, client: http1.Client
 ) -> None:
     server = await peer(answer_each)
     url = URL(f"http://127.0.0.1:{server.port}/")
@@ -109,7 +119,7 @@ async def test_a_post_without_a_body_says_so_and_a_get_sends_no_length(
 
 
 async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+    peer: Start, client: http1.Client
 ) -> None:
     server = await peer(answer_each)
     url = URL(f"http://127.0.0.1:{server.port}/")
@@ -119,9 +129,7 @@ async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(
     assert server.connections == 0
 
 
-async def test_connections_are_kept_and_reused(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
-) -> None:
+async def test_connections_are_kept_and_reused(peer: Start, client: http1.Client) -> None:
     server = await peer(answer_each)
     url = URL(f"http://127.0.0.1:{server.port}/")
     for _ in range(5):
@@ -132,16 +140,10 @@ async def test_connections_are_kept_and_reused(
 
 
 async def test_an_idle_connection_the_destination_closed_is_replaced(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+    peer: Start, client: http1.Client
 ) -> None:
-    async def one_then_close(
-        peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await peer.read_request(reader)
-        writer.write(OK)  # keep-alive by HTTP/1.1 default, but then the server goes away
-        await writer.drain()
-
-    server = await peer(one_then_close)
+    # Keep-alive by HTTP/1.1 default, but then the server goes away.
+    server = await peer(replying(OK))
     url = URL(f"http://127.0.0.1:{server.port}/")
     assert (await client.request("POST", url, [], b"1")).status == 200
     await asyncio.sleep(0.05)
@@ -149,18 +151,10 @@ async def test_an_idle_connection_the_destination_closed_is_replaced(
     assert server.connections == 2
 
 
-async def test_connection_close_is_honoured(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
-) -> None:
-    async def closing(
-        peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await peer.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        await asyncio.sleep(1)  # the client, not the server, must not reuse it
-
-    server = await peer(closing)
+async def test_connection_close_is_honoured(peer: Start, client: http1.Client) -> None:
+    # The client, not the server, must not reuse it: the server keeps it open a while.
+    answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+    server = await peer(replying(answer, linger_s=1))
     url = URL(f"http://127.0.0.1:{server.port}/")
     await client.request("POST", url, [], b"")
     await client.request("POST", url, [], b"")
@@ -182,38 +176,26 @@ async def test_connection_close_is_honoured(
     ids=["chunked", "until-close", "interim-answer", "no-content"],
 )
 async def test_every_framing_of_an_answer_is_read(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client, raw: bytes, body: bytes
+    peer: Start, client: http1.Client, raw: bytes, body: bytes
 ) -> None:
-    async def reply(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await peer.read_request(reader)
-        writer.write(raw)
-        await writer.drain()
-        if b"HTTP/1.0" in raw:
-            writer.close()
-
-    server = await peer(reply)
+    server = await peer(replying(raw))
     answer = await client.request("POST", URL(f"http://127.0.0.1:{server.port}/"), [], b"")
     assert answer.body == body
     assert answer.status in (200, 201, 204)
 
 
-async def test_headers_of_the_answer_are_kept_in_order(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
-) -> None:
-    async def reply(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await peer.read_request(reader)
-        writer.write(
+async def test_headers_of_the_answer_are_kept_in_order(peer: Start, client: http1.Client) -> None:
+    server = await peer(
+        replying(
             b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 0\r\n\r\n"
         )
-        await writer.drain()
-
-    server = await peer(reply)
+    )
     answer = await client.request("GET", URL(f"http://127.0.0.1:{server.port}/"), [], b"")
     assert answer.headers[:2] == [("Set-Cookie", "a=1"), ("set-cookie", "b=2")]
 
 
 async def test_a_large_answer_is_cut_at_the_cap_and_its_connection_dropped(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+    peer: Start, client: http1.Client
 ) -> None:
     async def flood(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await peer.read_request(reader)
@@ -230,9 +212,7 @@ async def test_a_large_answer_is_cut_at_the_cap_and_its_connection_dropped(
     assert server.connections == 2
 
 
-async def test_a_cancelled_request_drops_its_connection(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
-) -> None:
+async def test_a_cancelled_request_drops_its_connection(peer: Start, client: http1.Client) -> None:
     async def silent(
         peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -253,7 +233,7 @@ async def test_a_cancelled_request_drops_its_connection(
 
 
 async def test_a_name_is_connected_to_at_the_address_the_resolver_gave(
-    peer: Callable[..., Awaitable[Peer]],
+    peer: Start,
 ) -> None:
     server = await peer(answer_each)
     resolver = PolicyResolver(
@@ -269,18 +249,10 @@ async def test_a_name_is_connected_to_at_the_address_the_resolver_gave(
 
 
 async def test_bytes_past_the_end_of_an_answer_are_never_read_as_the_next_answer(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+    peer: Start, client: http1.Client
 ) -> None:
-    async def two_answers(
-        peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        while True:
-            await peer.read_request(reader)
-            # One request, then an answer and the start of another one nobody asked for.
-            writer.write(OK + b"HTTP/1.1 500 Bad\r\nX-Injected: 1\r\n")
-            await writer.drain()
-
-    server = await peer(two_answers)
+    # Each request gets an answer and the start of another one nobody asked for.
+    server = await peer(replying(OK + b"HTTP/1.1 500 Bad\r\nX-Injected: 1\r\n", each=True))
     url = URL(f"http://127.0.0.1:{server.port}/")
     first = await client.request("POST", url, [], b"")
     second = await client.request("POST", url, [], b"")
@@ -290,42 +262,31 @@ async def test_bytes_past_the_end_of_an_answer_are_never_read_as_the_next_answer
 
 
 async def test_an_answer_with_too_many_header_bytes_is_refused(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+    peer: Start, client: http1.Client
 ) -> None:
-    async def flood(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await peer.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\n")
-        for n in range(2000):
-            writer.write(f"X-Filler-{n}: {'y' * 100}\r\n".encode())
-        writer.write(b"Content-Length: 0\r\n\r\n")
-        await writer.drain()
-
-    server = await peer(flood)
+    fillers = b"".join(f"X-Filler-{n}: {'y' * 100}\r\n".encode() for n in range(2000))
+    head = b"HTTP/1.1 200 OK\r\n" + fillers + b"Content-Length: 0\r\n\r\n"
+    server = await peer(replying(head))
     with pytest.raises(http1.BadAnswer):
         await client.request("GET", URL(f"http://127.0.0.1:{server.port}/"), [], b"")
 
 
 async def test_trailers_of_a_chunked_answer_are_not_taken_for_headers(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+    peer: Start, client: http1.Client
 ) -> None:
-    async def trailer(
-        peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await peer.read_request(reader)
-        writer.write(
+    server = await peer(
+        replying(
             b"HTTP/1.1 302 Found\r\nTransfer-Encoding: Chunked\r\n\r\n"
             b"2\r\nok\r\n0\r\nLocation: http://elsewhere.test/\r\n\r\n"
         )
-        await writer.drain()
-
-    server = await peer(trailer)
+    )
     answer = await client.request("GET", URL(f"http://127.0.0.1:{server.port}/"), [], b"")
     assert (answer.status, answer.body) == (302, b"ok")
     assert answer.headers == [("Transfer-Encoding", "Chunked")]
 
 
 async def test_a_forwarded_accept_replaces_the_default_one(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+    peer: Start, client: http1.Client
 ) -> None:
     server = await peer(answer_each)
     url = URL(f"http://127.0.0.1:{server.port}/")
@@ -337,7 +298,7 @@ async def test_a_forwarded_accept_replaces_the_default_one(
 
 
 async def test_credentials_in_the_url_are_sent_as_basic_authentication(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
+    peer: Start, client: http1.Client
 ) -> None:
     server = await peer(answer_each)
     url = URL(f"http://hook:s%40cret@127.0.0.1:{server.port}/in", encoded=True)
@@ -347,9 +308,7 @@ async def test_credentials_in_the_url_are_sent_as_basic_authentication(
         await client.request("POST", url, [("Authorization", "Bearer x")], b"")
 
 
-async def test_a_nul_in_a_header_is_refused(
-    peer: Callable[..., Awaitable[Peer]], client: http1.Client
-) -> None:
+async def test_a_nul_in_a_header_is_refused(peer: Start, client: http1.Client) -> None:
     server = await peer(answer_each)
     with pytest.raises(ValueError):
         await client.request("POST", URL(f"http://127.0.0.1:{server.port}/"), [("X", "a\0b")], b"")

@@ -30,6 +30,14 @@ def message(n: int) -> NewMessage:
     )
 
 
+def _queued_behind_a_lock(path: str) -> sqlite3.Connection:
+    """Another connection holding the write lock: publishes made meanwhile wait in the
+    writer's queue, and are written in one transaction when it lets go."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
 @pytest.mark.asyncio
 async def test_a_held_write_lock_delays_the_publish_but_never_blocks_the_event_loop(
     tmp_path: Path,
@@ -37,10 +45,9 @@ async def test_a_held_write_lock_delays_the_publish_but_never_blocks_the_event_l
     path = str(tmp_path / "homing.db")
     storage = SqliteStorage(path, synchronous="NORMAL", exclusive=False)
     await storage.open()
-    other = sqlite3.connect(path, isolation_level=None)
+    # Given another connection holding the write lock
+    other = _queued_behind_a_lock(path)
     try:
-        # Given another connection holding the write lock
-        other.execute("BEGIN IMMEDIATE")
         publish = asyncio.create_task(
             storage.insert_messages([message(1)], now_ms=T0, dedup_window_ms=0)
         )
@@ -112,14 +119,6 @@ async def test_the_server_keeps_a_disk_full_reserve_that_admin_commands_leave_al
     finally:
         await server.close()
     assert not reserve.exists(), "a stopped server leaves its reserve behind"
-
-
-def _queued_behind_a_lock(path: str) -> sqlite3.Connection:
-    """Another connection holding the write lock: publishes made meanwhile wait in the
-    writer's queue, and are written in one transaction when it lets go."""
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    return other
 
 
 @pytest.mark.asyncio

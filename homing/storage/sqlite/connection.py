@@ -298,10 +298,7 @@ class Writer:
         if grows and self._full:
             raise StorageFull(self._full_message())
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        if gather is None:
-            self._ops.append(_Op(fn, future, inline, grows, settled))
-        else:
-            self._ops.append(_Op(fn, future, inline, grows, settled, *gather))
+        self._ops.append(_Op(fn, future, inline, grows, settled, *(gather or (None, None, 0.0))))
         self._more.set()
         return await future
 
