@@ -7,6 +7,7 @@ import itertools
 import os
 import secrets
 import threading
+import time
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"  # base58
 
@@ -47,8 +48,31 @@ def _random(length: int) -> str:
     return _random_bytes(length).translate(_TABLE).decode("ascii")
 
 
+# A message id starts with its creation time (milliseconds, 8 base58 digits, good until the
+# year 6000): the alphabet is in ASCII order, so ids sort by time and each new one lands at the
+# end of the id index instead of on a random page of it. With random ids every insert (and
+# every deletion of an old message) dirtied a page of its own: a third of an insert's cost in
+# SQLite. The 14 random characters (over 80 bits) keep ids unique between nodes and unguessable.
+_TIME_DIGITS = 8
+_last_time: tuple[int, str] = (-1, "")
+
+
+def _time_prefix(now_ms: int) -> str:
+    global _last_time
+    if _last_time[0] == now_ms:
+        return _last_time[1]
+    digits = []
+    value = now_ms
+    for _ in range(_TIME_DIGITS):
+        value, digit = divmod(value, 58)
+        digits.append(_ALPHABET[digit])
+    prefix = "".join(reversed(digits))
+    _last_time = (now_ms, prefix)
+    return prefix
+
+
 def message_id() -> str:
-    return "msg_" + _random(22)
+    return "msg_" + _time_prefix(time.time_ns() // 1_000_000) + _random(14)
 
 
 def schedule_id() -> str:

@@ -1,5 +1,6 @@
 """The SQLite writer under another process's write lock (an admin command writing at the same
-time): publishes wait for the lock, the event loop does not."""
+time): publishes wait for the lock, the event loop does not. Gathered writes, and the chunked
+multi-row inserts they use."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from homing.errors import StorageUnavailable
 from homing.models import DeliverySpec, LogState, MessageFilter, NewMessage
 from homing.storage.sqlite.backend import SqliteStorage
 from homing.storage.sqlite.connection import RESERVE_BYTES, Writer
+from homing.storage.sqlite.core import ROW_CHUNKS, Q, insert_rows
 
 T0 = 1_700_000_000_000
 
@@ -201,3 +203,20 @@ async def test_a_publish_that_fails_in_a_shared_transaction_fails_alone(tmp_path
             assert await storage.get_message("acct", result.message_id) is not None
     finally:
         await storage.close()
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 31, 32, 33, 100])
+def test_rows_inserted_in_chunks_all_arrive_in_order(count: int) -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (a INTEGER, b TEXT, c INTEGER)")
+    rows = [(n, f"row {n}", n * 2) for n in range(count)]
+
+    insert_rows(conn, "INSERT INTO t (a, b, c) VALUES (?, ?, (SELECT ? * 1))", rows)
+
+    assert conn.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == rows
+
+
+def test_a_chunk_of_message_rows_fits_the_oldest_parameter_limit() -> None:
+    # SQLite before 3.32 allows 999 parameters a statement; a message row has 23.
+    values = Q["insert_messages"].rpartition("VALUES")[2].count("?")
+    assert max(ROW_CHUNKS) * values <= 999

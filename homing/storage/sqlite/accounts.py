@@ -1,7 +1,8 @@
 """Accounts, API tokens and signing keys on SQLite (mixed into SqliteStorage).
 
-Tokens are stored as their SHA-256 only. `authenticate` runs on every request, so it reads on
-the event-loop thread (`Core._read_now`): an indexed lookup, a few microseconds.
+Tokens are stored as their SHA-256 only. `authenticate` runs on every request: it answers from
+`tokens.TokenCache` when it can, else reads on the event-loop thread (`Core._read_now`, an
+indexed lookup). Every change to a token tells the cache of every process (`TokenCache.changed`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from homing.models import Principal, SigningKeys, TokenInfo
 from homing.storage import codec
 from homing.storage.codec import hash_token
 from homing.storage.sqlite.core import Core, Q
+from homing.storage.sqlite.tokens import TokenCache
 
 
 class AccountStore(Core):
     """The accounts, tokens and keys part of the storage contract."""
+
+    _tokens: TokenCache
 
     async def ensure_account(
         self,
@@ -36,11 +40,20 @@ class AccountStore(Core):
                 conn.execute(Q["put_token"], (codec.token_id(digest), account_id, digest, now_ms))
 
         await self._writer.call(run)
+        if token is not None:  # an existing token may have moved to this account
+            self._tokens.changed()
 
     async def authenticate(self, token: str) -> Principal | None:
         digest = hash_token(token)
+        known, stamp = self._tokens.get(digest)
+        if known is not None:
+            return known
         row = await self._read_now(lambda c: c.execute(Q["token_principal"], (digest,)).fetchone())
-        return None if row is None else Principal(row[0], bool(row[1]), row[2])
+        if row is None:
+            return None
+        principal = Principal(row[0], bool(row[1]), row[2])
+        self._tokens.put(digest, principal, stamp)
+        return principal
 
     async def token_active(self, token_id: str) -> bool:
         row = await self._read_now(lambda c: c.execute(Q["token_active"], (token_id,)).fetchone())
@@ -96,7 +109,10 @@ class AccountStore(Core):
                 return None
             return TokenInfo(row[0], row[1], row[2], bool(row[3]), row[4], now_ms)
 
-        return await self._writer.call(run)
+        revoked = await self._writer.call(run)
+        if revoked is not None:
+            self._tokens.changed()
+        return revoked
 
     async def list_accounts(self) -> list[str]:
         rows = await self._read(lambda c: c.execute(Q["list_accounts"]).fetchall())

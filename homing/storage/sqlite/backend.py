@@ -30,6 +30,7 @@ from homing.storage.sqlite.messages import MessageStore
 from homing.storage.sqlite.queues import QueueStore
 from homing.storage.sqlite.schedules import ScheduleStore
 from homing.storage.sqlite.stats import StatsStore
+from homing.storage.sqlite.tokens import TokenCache
 from homing.storage.sqlite.url_groups import UrlGroupStore
 from homing.storage.sqlite.waiters import WaiterStore
 from homing.storage.sqlite.workflows import WorkflowStore
@@ -64,6 +65,7 @@ class SqliteStorage(
         self._readers = None
         self._inline = None
         self._events = EventLog()
+        self._tokens = TokenCache(path + ".tokens")
         self._lock_fd: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ point lookups on every request, to `_read_now` on the event-loop thread.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,6 +43,34 @@ def marks(count: int) -> str:
     return ",".join("?" * count)
 
 
+# The statement sizes `insert_rows` uses: a few fixed ones, so that the connection's statement
+# cache (128 by default) holds them all, and small enough that a row of a message (23 values)
+# times the largest stays within the 999 parameters of SQLite builds before 3.32.
+ROW_CHUNKS = (32, 8, 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_statement(query: str, rows: int) -> str:
+    head, _, values = query.rpartition("VALUES")
+    return f"{head}VALUES {', '.join([values.strip()] * rows)}"
+
+
+def insert_rows(conn: sqlite3.Connection, query: str, rows: Sequence[Sequence[Any]]) -> None:
+    """`query`, an INSERT of one row (`... VALUES (?, ...)`, plain `?` parameters only), for
+    every row, with one statement per `ROW_CHUNKS` size instead of one execution per row: a
+    statement of many rows costs about a quarter less per row than as many executions of one
+    (per message, the insert of its row and its log entry was the largest part of a publish's
+    own CPU)."""
+    at, count = 0, len(rows)
+    for size in ROW_CHUNKS:
+        if count - at < size:
+            continue
+        statement = _rows_statement(query, size)
+        while count - at >= size:
+            conn.execute(statement, [value for row in rows[at : at + size] for value in row])
+            at += size
+
+
 class EventLog:
     """Writes log entries. An entry's id encodes its time (`time_ms * 1000`, or one more than
     the last id when that is larger), so ids follow write order and time ranges are id ranges.
@@ -55,7 +84,8 @@ class EventLog:
         return self.last_id
 
     def write(self, conn: sqlite3.Connection, rows: Sequence[EventRow]) -> None:
-        conn.executemany(
+        insert_rows(
+            conn,
             Q["log_events"],
             [
                 (
@@ -65,6 +95,7 @@ class EventLog:
                     t,
                     state.value,
                     orjson.dumps(info) if info else None,
+                    message_id,
                 )
                 for account, message_id, t, state, info in rows
             ],

@@ -37,6 +37,7 @@ from homing.storage.sqlite.core import (
     EventLog,
     EventRow,
     Q,
+    insert_rows,
     marks,
 )
 from homing.storage.sqlite.filters import compose, message_where
@@ -207,7 +208,7 @@ def _gather(
 def _write(conn: sqlite3.Connection, events: EventLog, out: _Rows) -> int | None:
     """Write what `_gather` collected; returns the earliest due time of the queued messages
     that could be admitted."""
-    conn.executemany(Q["insert_messages"], out.rows)
+    insert_rows(conn, Q["insert_messages"], out.rows)
     events.write(conn, out.logged)
     earliest = None
     for account_id, queue in out.queues:

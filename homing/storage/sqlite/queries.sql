@@ -103,9 +103,10 @@ INSERT INTO messages (
 
 -- name: log_events
 -- The message's seq is looked up here rather than passed: its row is in the page cache, and
--- every writer of the log stays as it is.
+-- every writer of the log stays as it is. The last value is the message id again (a numbered
+-- parameter would not survive `core.insert_rows` repeating the row).
 INSERT INTO events (id, account_id, message_id, time_ms, state, info, message_seq)
-VALUES (?, ?, ?, ?, ?, ?, (SELECT seq FROM messages WHERE id = ?3))
+VALUES (?, ?, ?, ?, ?, ?, (SELECT seq FROM messages WHERE id = ?))
 
 -- name: find_dedup
 SELECT message_id, expires_ms FROM dedup WHERE account_id = ? AND key = ?
