@@ -492,7 +492,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.command == "migrate":
         raise SystemExit(asyncio.run(_migrate(args)))
     if args.command == "tokens":
-        raise SystemExit(asyncio.run(_tokens(args)))
+        from homing.errors import HomingError
+
+        try:
+            raise SystemExit(asyncio.run(_tokens(args)))
+        except HomingError as exc:  # a taken name, an unreachable store: one line, no trace
+            raise SystemExit(f"homing: {exc.message}") from None
     if args.command in ("backup", "restore"):
         raise SystemExit(_backup_or_restore(args))
     if args.command == "import":

@@ -14,7 +14,7 @@ from qstash import QStash
 from homing.cli import config_reference
 from homing.storage.sqlite.backend import SqliteStorage
 from tests.conftest import ServerFactory
-from tests.support.cli import homing
+from tests.support.cli import homing, run_homing
 from tests.support.http import AUTH
 from tests.support.receiver import Receiver
 from tests.support.server import DEV_TOKEN, RunningServer
@@ -137,6 +137,26 @@ def test_tokens_created_by_the_cli_work_and_revocation_is_immediate(server: Runn
 
     homing("tokens", "revoke", "ci", *data)
     assert httpx.get(server.base_url + "/v2/queues", headers=headers).status_code == 401
+
+
+@pytest.mark.sqlite_only("the tokens CLI finds the server's store by --data-dir (its SQLite file)")
+def test_a_revocation_the_server_cannot_be_told_of_is_reported_not_hidden(
+    server: RunningServer,
+) -> None:
+    data = ["--data-dir", server.settings.data_dir]
+    token = homing("tokens", "create", "--account", "team-a", "--name", "ops", *data).split()[-1]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(server.base_url + "/v2/queues", headers=headers).status_code == 200
+    # The file by which a revocation reaches the running server cannot be written
+    stamp = Path(server.settings.data_dir) / "homing.db.tokens"
+    stamp.unlink(missing_ok=True)
+    stamp.mkdir()
+
+    refused = run_homing("tokens", "revoke", "ops", *data)
+
+    assert refused.returncode != 0
+    assert "restart the server" in refused.stderr and "Traceback" not in refused.stderr
+    assert "revoked" in run_homing("tokens", "list", *data).stdout  # the revocation is stored
 
 
 @pytest.mark.sqlite_only("the tokens CLI finds the server's store by --data-dir (its SQLite file)")
