@@ -27,11 +27,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import uvloop
 
+from bench.common import thread_cpu_seconds
 from homing.api import publish as publish_route
 from homing.config import DEV_USERS, Settings, dev_accounts
 from homing.runtime import Runtime
@@ -42,32 +42,23 @@ BODY = b'{"hello":"world","n":1}'
 DESTINATION = "http://127.0.0.1:9/sink"
 
 
-def _thread_cpu() -> dict[str, tuple[str, float, float]]:
-    """Thread id -> (name, user s, system s) of every thread of this process."""
-    tick = os.sysconf("SC_CLK_TCK")
-    names = {str(t.native_id): t.name for t in threading.enumerate()}
-    out = {}
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
-            continue  # a thread that ended meanwhile
-        name = names.get(task.name, "other")
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[task.name] = (name, int(fields[11]) / tick, int(fields[12]) / tick)
-    return out
+def _thread_cpu() -> dict[int, tuple[str, float]]:
+    """Thread id -> (name, CPU seconds so far) of every thread of this process."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    return {
+        tid: (names.get(tid, "other"), spent)
+        for tid, spent in thread_cpu_seconds(os.getpid()).items()
+    }
 
 
-def _per_thread(before: dict[str, Any], after: dict[str, Any], n: int) -> list[str]:
+def _per_thread(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], n: int
+) -> list[str]:
     lines = []
-    for tid, (name, user, system) in after.items():
-        _, user0, system0 = before.get(tid, (name, 0.0, 0.0))
-        spent = (user - user0) + (system - system0)
+    for tid, (name, spent) in after.items():
+        spent -= before.get(tid, (name, 0.0))[1]
         if spent > 0:
-            lines.append(
-                f"    {name:<28} {spent / n * 1e6:7.1f} us "
-                f"(user {(user - user0) / n * 1e6:.1f}, system {(system - system0) / n * 1e6:.1f})"
-            )
+            lines.append(f"    {name:<28} {spent / n * 1e6:7.1f} us")
     return lines
 
 

@@ -268,10 +268,8 @@ class MessageStore(Core):
     async def insert_messages(
         self, messages: Sequence[NewMessage], *, now_ms: int, dedup_window_ms: int
     ) -> list[InsertResult]:
-        inline = (
-            len(messages) <= INLINE_INSERT_LIMIT
-            and sum(len(m.body) for m in messages) <= INLINE_BYTES
-        )
+        share = _share(messages)
+        inline = share <= 1.0  # within INLINE_INSERT_LIMIT rows and INLINE_BYTES of bodies
         # Only inline inserts hand off: their room is reserved on the event-loop thread, the
         # only one the engine's bookkeeping may be touched from.
         publish = _Publish(messages, now_ms, dedup_window_ms, self._taker if inline else None)
@@ -292,7 +290,7 @@ class MessageStore(Core):
             inline=inline,
             grows=True,
             settled=publish.settled,
-            gather=(self._insert_gathered, publish, _share(messages)) if inline else None,
+            gather=(self._insert_gathered, publish, share) if inline else None,
         )
         if earliest is not None:
             self._wake(earliest)
